@@ -1,0 +1,1 @@
+"""The storage client and its ``market`` command; the auditor lives in ``market.auditor``."""

@@ -1,0 +1,1 @@
+"""The peer-to-peer layer: identities, encrypted transport, Kademlia DHT, piece pipeline and swarm."""

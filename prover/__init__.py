@@ -1,0 +1,1 @@
+"""The storage provider daemon and its ``prover`` command."""
