@@ -46,3 +46,11 @@ class PeerTimeout(RemoteError):
 
 class StreamReset(RemoteError):
     """The peer (or the connection's end) reset a stream before it was done."""
+
+
+class KeyFileError(LocalError):
+    """A node key file that cannot be read: corrupt, wrong format or too open permissions."""
+
+
+class ConnectionClosed(RemoteError):
+    """The connection went away (peer closed, reset or timed out) while an operation used it."""
