@@ -3,6 +3,8 @@ import os
 import stat
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from node.errors import BadSignature, KeyFileError, LocalError
 from node.identity import NodeKey, node_id_of, parse_peer_id, peer_hex, peer_short, verify
@@ -69,9 +71,6 @@ def test_key_file_open_to_others_is_refused(tmp_path):
 
 
 def test_non_ed25519_key_is_refused(tmp_path):
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-
     path = tmp_path / "node.key"
     pem = X25519PrivateKey.generate().private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
