@@ -24,27 +24,27 @@ class DecodeError(RemoteError):
     """Bytes from the network that do not decode to a known, well-formed message."""
 
 
-class ProtocolViolation(RemoteError):
+class ProtocolViolation(RemoteError):  # noqa: N818 (names are the API)
     """A well-formed message that is not allowed in the current state."""
 
 
-class FrameTooLarge(RemoteError):
+class FrameTooLarge(RemoteError):  # noqa: N818 (names are the API)
     """A frame or message above the configured size limit."""
 
 
-class BadSignature(RemoteError):
+class BadSignature(RemoteError):  # noqa: N818 (names are the API)
     """A signature that does not verify, or a record signed by the wrong key."""
 
 
-class HandshakeFailed(RemoteError):
+class HandshakeFailed(RemoteError):  # noqa: N818 (names are the API)
     """The Noise handshake failed or the peer's identity did not match."""
 
 
-class PeerTimeout(RemoteError):
+class PeerTimeout(RemoteError):  # noqa: N818 (names are the API)
     """A peer did not answer, or stopped reading, within the configured time."""
 
 
-class StreamReset(RemoteError):
+class StreamReset(RemoteError):  # noqa: N818 (names are the API)
     """The peer (or the connection's end) reset a stream before it was done."""
 
 
@@ -52,5 +52,9 @@ class KeyFileError(LocalError):
     """A node key file that cannot be read: corrupt, wrong format or too open permissions."""
 
 
-class ConnectionClosed(RemoteError):
+class ConnectionClosed(RemoteError):  # noqa: N818 (names are the API)
     """The connection went away (peer closed, reset or timed out) while an operation used it."""
+
+
+class EndOfStream(RemoteError):  # noqa: N818 (names are the API)
+    """The peer half-closed a stream before the data we needed (``readexactly``)."""
