@@ -88,8 +88,8 @@ class Source:
     """One peer holding one piece: what a session is told to download from."""
 
     peer_id: bytes
-    addrs: tuple[str, ...]
-    """Transport addresses of the peer (``"host:port"``)."""
+    addrs: tuple[tuple[str, int], ...]
+    """Transport addresses of the peer, tried in order (``(host, port)``)."""
     root: bytes
     piece_size: int
     share: int

@@ -7,6 +7,7 @@ import os
 from collections import deque
 from dataclasses import dataclass, field
 
+from contracts.spec.commitment import root_of_nodes
 from node.swarm.bitfield import Bitfield
 from node.swarm.events import ChunkVerified, Close, Dial, Send
 from node.swarm.messages import (
@@ -35,9 +36,8 @@ def make_piece(size: int, seed: int = 0) -> bytes:
 
 
 def root_of(piece: bytes) -> bytes:
-    from contracts.spec.commitment import merkle_root
-
-    return bytes(merkle_root(piece))
+    layer = layer_of(piece)
+    return bytes(root_of_nodes([layer[i : i + 32] for i in range(0, len(layer), 32)]))  # type: ignore[misc]
 
 
 @dataclass
@@ -201,6 +201,6 @@ def sources_for(pieces: list[bytes], peers_per_piece: int = 1) -> list[Source]:
     for share, piece in enumerate(pieces):
         for p in range(peers_per_piece):
             out.append(
-                Source(os.urandom(32), (f"127.0.0.1:{p}",), root_of(piece), len(piece), share)
+                Source(os.urandom(32), (("127.0.0.1", p),), root_of(piece), len(piece), share)
             )
     return out
