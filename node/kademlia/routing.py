@@ -1,0 +1,346 @@
+"""
+The routing table: k-buckets over the XOR metric (Maymounkov & Mazières 2002, section 2.2).
+
+Bucket ``i`` holds contacts at distance ``[2**i, 2**(i+1))`` from us (the "flat" layout of
+256 buckets; only non-empty buckets exist in memory). Within a bucket, contacts are ordered
+from least- to most-recently seen. The rules:
+
+- Any message from a contact moves it to the tail (section 2.2).
+- A new contact joins a bucket with room. If the bucket is full, the newcomer waits in the
+  bucket's replacement cache (section 4.1) and the least-recently seen contact is pinged; it
+  is evicted only if it fails (section 2.2: long-lived nodes are preferred, they are the
+  likeliest to stay). A contact that already failed a request is replaced at once. The
+  ping is skipped while even the least-recently seen contact was heard from within
+  ``ping_grace`` seconds: a contact that recent is alive with high probability, and one
+  ping per newcomer (often a fresh Noise handshake) would cost more than the lookups
+  themselves; section 4.1 makes the same argument for delaying probes.
+- A failed request marks the contact *questionable*: it is no longer handed out to others or
+  used first in our lookups; it is replaced by the freshest cached contact if there is one,
+  and removed after ``max_failures`` consecutive failures even if there is none (section
+  4.1, which keeps contacts when nothing better is known so that a node whose own link
+  went down does not flush its table).
+- Eclipse defence: at most ``max_per_prefix_bucket`` contacts per IP prefix (/24, /48) in a
+  bucket and ``max_per_prefix_table`` in the table, so one network cannot fill a table.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from array import array
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+from functools import lru_cache
+
+from node.kademlia.config import KademliaConfig
+from node.kademlia.messages import ID_LEN, PeerInfo
+
+ID_BITS = ID_LEN * 8
+
+
+def id_int(node_id: bytes) -> int:
+    """A 256-bit id as an integer, for XOR distances (section 2.1)."""
+    return int.from_bytes(node_id, "big")
+
+
+def bucket_index(distance: int) -> int:
+    """The bucket of a contact at ``distance`` (> 0): ``floor(log2(distance))``."""
+    return distance.bit_length() - 1
+
+
+@lru_cache(maxsize=1 << 16)
+def ip_prefix(host: str, ipv4_bits: int, ipv6_bits: int, exempt_loopback: bool) -> str | None:
+    """The network prefix a host counts against, or ``None`` if it is exempt."""
+    ip = ipaddress.ip_address(host)
+    if exempt_loopback and ip.is_loopback:
+        return None
+    bits = ipv4_bits if ip.version == 4 else ipv6_bits
+    return str(ipaddress.ip_network(f"{host}/{bits}", strict=False))
+
+
+class Seen(Enum):
+    """What ``RoutingTable.seen`` did with a contact."""
+
+    UPDATED = "updated"
+    ADDED = "added"
+    CACHED = "cached"
+    """The bucket is full: the contact waits in the replacement cache."""
+    REFUSED = "refused"
+    """Ourselves, a contact with no address, or over an IP-prefix limit."""
+
+
+@dataclass(slots=True)
+class Bucket:
+    contacts: list[PeerInfo] = field(default_factory=list)
+    """Least-recently seen first."""
+    seen_at: array[float] = field(default_factory=lambda: array("d"))
+    """When each contact was last heard from (parallel to ``contacts``)."""
+    replacements: list[PeerInfo] = field(default_factory=list)
+    """Most-recently seen last."""
+    last_lookup: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class SeenResult:
+    outcome: Seen
+    ping: PeerInfo | None = None
+    """The least-recently seen contact of a full bucket, to ping (section 2.2)."""
+
+
+class RoutingTable:
+    """The k-buckets of one node. Pure data structure: no I/O, time passed in."""
+
+    def __init__(self, node_id: bytes, config: KademliaConfig) -> None:
+        self.node_id = node_id
+        self.n = id_int(node_id)
+        self.config = config
+        self.buckets: dict[int, Bucket] = {}
+        self.failures: dict[bytes, int] = {}
+        self.pinging: set[bytes] = set()
+        self._prefix_count: dict[str, int] = {}
+        self._size = 0
+        self.added = 0
+        """Contacts ever added (joins seen by this table)."""
+        self.removed = 0
+        """Contacts ever evicted (leaves seen by this table)."""
+
+    def __len__(self) -> int:
+        return self._size
+
+    def contacts(self) -> Iterator[PeerInfo]:
+        """All contacts, bucket by bucket (nearest bucket first), least-recently seen first."""
+        for i in sorted(self.buckets):
+            yield from self.buckets[i].contacts
+
+    def find(self, node_id: bytes) -> PeerInfo | None:
+        """The contact with this id, if the table holds it."""
+        bucket = self.buckets.get(bucket_index(self.n ^ id_int(node_id)))
+        if bucket is not None:
+            for c in bucket.contacts:
+                if c.node_id == node_id:
+                    return c
+        return None
+
+    # --- updates ------------------------------------------------------------------------
+
+    def seen(self, peer: PeerInfo, now: float) -> SeenResult:
+        """
+        We heard from ``peer`` directly (a request from it or its reply to us).
+
+        Contacts are only ever added on direct contact, never from another node's reply, so
+        a liar can only point us at nodes that must then answer for themselves.
+        """
+        d = self.n ^ id_int(peer.node_id)
+        if d == 0 or not peer.addrs:
+            return SeenResult(Seen.REFUSED)
+        i = bucket_index(d)
+        bucket = self.buckets.get(i)
+        if bucket is None:
+            bucket = self.buckets[i] = Bucket(last_lookup=now)
+        contacts = bucket.contacts
+        node_id = peer.node_id
+        for pos, c in enumerate(contacts):
+            if c.node_id == node_id:
+                self.failures.pop(node_id, None)
+                current = c
+                if c.addrs != peer.addrs and self._admits(peer, bucket, replacing=c):
+                    self._count(c, -1)
+                    self._count(peer, +1)
+                    current = peer
+                del contacts[pos]
+                del bucket.seen_at[pos]
+                contacts.append(current)
+                bucket.seen_at.append(now)
+                return SeenResult(Seen.UPDATED)
+        if len(contacts) < self.config.k:
+            if not self._admits(peer, bucket, replacing=None):
+                return SeenResult(Seen.REFUSED)
+            self._insert(bucket, peer, now)
+            return SeenResult(Seen.ADDED)
+        failures = self.failures
+        if failures:
+            for pos, c in enumerate(contacts):
+                if c.node_id in failures and self._admits(peer, bucket, replacing=c):
+                    # Already failed a request: replace it without a ping.
+                    self._evict(bucket, pos)
+                    self._insert(bucket, peer, now)
+                    return SeenResult(Seen.ADDED)
+        self._cache(bucket, peer)  # admitted (prefix limits) only when promoted
+        head = contacts[0]
+        if now - bucket.seen_at[0] < self.config.ping_grace or head.node_id in self.pinging:
+            return SeenResult(Seen.CACHED)
+        self.pinging.add(head.node_id)
+        return SeenResult(Seen.CACHED, ping=head)
+
+    def failed(self, node_id: bytes, now: float) -> bool:
+        """
+        A request to ``node_id`` failed. Returns ``True`` if the contact was evicted.
+
+        Also the outcome of an eviction ping that went unanswered (section 2.2).
+        """
+        self.pinging.discard(node_id)
+        i = bucket_index(self.n ^ id_int(node_id))
+        bucket = self.buckets.get(i)
+        if bucket is None:
+            return False
+        for pos, c in enumerate(bucket.contacts):
+            if c.node_id == node_id:
+                failures = self.failures.get(node_id, 0) + 1
+                if bucket.replacements or failures >= self.config.max_failures:
+                    self._evict(bucket, pos)
+                    self._promote(bucket, now)
+                    return True
+                self.failures[node_id] = failures
+                return False
+        # Not in the table: forget it from the replacement cache too.
+        bucket.replacements = [c for c in bucket.replacements if c.node_id != node_id]
+        return False
+
+    def ping_answered(self, node_id: bytes) -> None:
+        """The eviction ping was answered: the old contact stays (its reply moved it)."""
+        self.pinging.discard(node_id)
+
+    def remove(self, node_id: bytes, now: float) -> bool:
+        """Drop a contact (a peer that misbehaved). Returns ``True`` if it was there."""
+        bucket = self.buckets.get(bucket_index(self.n ^ id_int(node_id)))
+        if bucket is None:
+            return False
+        for pos, c in enumerate(bucket.contacts):
+            if c.node_id == node_id:
+                self._evict(bucket, pos)
+                self._promote(bucket, now)
+                return True
+        return False
+
+    # --- queries ------------------------------------------------------------------------
+
+    def closest(
+        self, target: int, count: int, *, questionable: bool = False, exclude: bytes = b""
+    ) -> list[PeerInfo]:
+        """
+        The ``count`` contacts closest to ``target`` (an id as an integer), nearest first.
+
+        With ``target`` in bucket ``b``: every contact of bucket ``b`` is nearer to the
+        target than ``2**b``, every contact of a lower bucket is in ``[2**b, 2**(b+1))``,
+        and every contact of a higher bucket ``j`` is at least ``2**j`` away; so buckets
+        are visited in that order (the lower buckets together) and sorting stays small.
+        """
+        d = self.n ^ target
+        b = bucket_index(d) if d else -1
+        lower = [i for i in self.buckets if i < b]
+        groups: list[list[int]] = [[b]] if b >= 0 else []
+        if lower:
+            groups.append(lower)
+        groups += [[i] for i in sorted(i for i in self.buckets if i > b)]
+        out: list[PeerInfo] = []
+        failures = self.failures
+        for group in groups:
+            found = [
+                c
+                for i in group
+                if (bucket := self.buckets.get(i)) is not None
+                for c in bucket.contacts
+                if (questionable or c.node_id not in failures) and c.node_id != exclude
+            ]
+            found.sort(key=lambda c: id_int(c.node_id) ^ target)
+            out += found
+            if len(out) >= count:
+                break
+        return out[:count]
+
+    def bucket_of(self, target: int) -> int:
+        """Index of the bucket ``target`` falls in (-1 for our own id)."""
+        d = self.n ^ target
+        return bucket_index(d) if d else -1
+
+    def touch(self, index: int, now: float) -> None:
+        """A lookup for an id in bucket ``index`` was made: it needs no refresh for now."""
+        bucket = self.buckets.get(index)
+        if bucket is not None:
+            bucket.last_lookup = now
+
+    def stale_buckets(self, now: float, interval: float) -> list[int]:
+        """
+        Buckets not looked up in ``interval`` seconds (section 2.3). Empty buckets below the
+        nearest non-empty one hold nobody yet and are covered by lookups of our own id.
+        """
+        return [i for i, b in self.buckets.items() if now - b.last_lookup >= interval]
+
+    def random_id_in(self, index: int, rng: random.Random) -> bytes:
+        """A random id at distance ``[2**index, 2**(index+1))`` from us, to refresh a bucket."""
+        d = (1 << index) | rng.getrandbits(index) if index > 0 else 1
+        return (self.n ^ d).to_bytes(ID_LEN, "big")
+
+    def fill(self) -> dict[int, int]:
+        """Contacts per bucket index (routing-table fill, for metrics)."""
+        return {i: len(b.contacts) for i, b in sorted(self.buckets.items()) if b.contacts}
+
+    # --- internals ----------------------------------------------------------------------
+
+    def _prefixes(self, peer: PeerInfo) -> set[str]:
+        cfg = self.config
+        out = set()
+        for a in peer.addrs:
+            p = ip_prefix(a.host, cfg.ipv4_prefix, cfg.ipv6_prefix, cfg.exempt_loopback)
+            if p is not None:
+                out.add(p)
+        return out
+
+    def _admits(self, peer: PeerInfo, bucket: Bucket, replacing: PeerInfo | None) -> bool:
+        prefixes = self._prefixes(peer)
+        if not prefixes:
+            return True
+        cfg = self.config
+        old = self._prefixes(replacing) if replacing is not None else set()
+        for p in prefixes:
+            in_table = self._prefix_count.get(p, 0) - (p in old)
+            if in_table >= cfg.max_per_prefix_table:
+                return False
+            in_bucket = sum(
+                1 for c in bucket.contacts if c is not replacing and p in self._prefixes(c)
+            )
+            if in_bucket >= cfg.max_per_prefix_bucket:
+                return False
+        return True
+
+    def _count(self, peer: PeerInfo, delta: int) -> None:
+        for p in self._prefixes(peer):
+            n = self._prefix_count.get(p, 0) + delta
+            if n:
+                self._prefix_count[p] = n
+            else:
+                self._prefix_count.pop(p, None)
+
+    def _insert(self, bucket: Bucket, peer: PeerInfo, now: float) -> None:
+        bucket.contacts.append(peer)
+        bucket.seen_at.append(now)
+        bucket.replacements = [c for c in bucket.replacements if c.node_id != peer.node_id]
+        self._count(peer, +1)
+        self._size += 1
+        self.added += 1
+
+    def _evict(self, bucket: Bucket, pos: int) -> None:
+        c = bucket.contacts.pop(pos)
+        del bucket.seen_at[pos]
+        self.failures.pop(c.node_id, None)
+        self.pinging.discard(c.node_id)
+        self._count(c, -1)
+        self._size -= 1
+        self.removed += 1
+
+    def _cache(self, bucket: Bucket, peer: PeerInfo) -> None:
+        reps = [c for c in bucket.replacements if c.node_id != peer.node_id]
+        reps.append(peer)
+        if len(reps) > self.config.replacement_cache:
+            del reps[0]
+        bucket.replacements = reps
+
+    def _promote(self, bucket: Bucket, now: float) -> None:
+        while bucket.replacements and len(bucket.contacts) < self.config.k:
+            peer = bucket.replacements.pop()
+            if self._admits(peer, bucket, replacing=None):
+                # Its last-seen time is not kept in the cache: count it as seen at its
+                # promotion, which puts it at the tail like the paper's insertion.
+                self._insert(bucket, peer, now)
+                return
