@@ -144,7 +144,7 @@ def decode(data: bytes, protocol: str | None = None) -> Any:
     if not isinstance(raw, list) or len(raw) != 4:
         raise DecodeError("a message is [version, protocol, tag, fields]")
     version, proto, tag, fields = raw
-    if version != WIRE_VERSION:
+    if version != WIRE_VERSION or isinstance(version, bool):  # msgpack `true` == 1
         raise DecodeError(f"unsupported wire version {version!r}")
     if not isinstance(proto, str) or not isinstance(tag, int) or isinstance(tag, bool):
         raise DecodeError("bad protocol or tag")
