@@ -191,11 +191,9 @@ class KademliaNode:
         """
         Join the network through ``peers`` (section 2.3): look up our own id, seeded with
         them and our table; once that converges, refresh every bucket farther away than our
-        closest neighbour. Returns the operation id of the self-lookup.
+        closest neighbour. Returns the operation id of the self-lookup (``LookupFinished``).
         """
-        op = self._start_lookup(
-            LookupKind.FIND_NODE, self.node_id, now, internal=True, extra_seeds=list(peers)
-        )
+        op = self._start_lookup(LookupKind.FIND_NODE, self.node_id, now, extra_seeds=list(peers))
         self._after_lookup[op] = ("join", None)
         self._finish_if_done(op, now)
         return op
