@@ -88,6 +88,9 @@ class ChunkRejected:
 @dataclass(frozen=True)
 class PeerPenalised:
     link: int
+    kind: str
+    """``corrupt`` (hash mismatch), ``missing`` (lie in the bitfield), ``unsolicited``,
+    ``protocol`` (malformed or out-of-state message)."""
     reason: str
     faults: int
 
@@ -95,6 +98,8 @@ class PeerPenalised:
 @dataclass(frozen=True)
 class PeerBanned:
     link: int
+    kind: str
+    """Kind of the last fault, or ``bad-layer``."""
     reason: str
 
 

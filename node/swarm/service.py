@@ -599,13 +599,13 @@ class _Download:
                 self.metrics.verification_failures.labels(peer=peer).inc()
         elif isinstance(ev, PeerPenalised):
             log.warning("swarm: %s penalised (%d faults): %s", peer, ev.faults, ev.reason)
-            self.metrics.faults.labels(kind=_fault_kind(ev.reason)).inc()
+            self.metrics.faults.labels(kind=ev.kind).inc()
         elif isinstance(ev, PeerBanned):
             assert src is not None
             log.warning("swarm: %s banned: %s", peer, ev.reason)
             self._bans.append((src.peer_id, ev.reason))
             self.metrics.bans.inc()
-            if "layer" in ev.reason:
+            if ev.kind == "bad-layer":
                 self.metrics.verification_failures.labels(peer=peer).inc()
         elif isinstance(ev, PeerStalled):
             log.warning(
@@ -754,10 +754,3 @@ class _Download:
         else:
             await asyncio.to_thread(self.sink.flush)
             await asyncio.to_thread(self.resume.save, snapshot)
-
-
-def _fault_kind(reason: str) -> str:
-    for kind in ("layer", "missing", "not requested", "match"):
-        if kind in reason:
-            return {"match": "corrupt"}.get(kind, kind.replace(" ", "_"))
-    return "protocol"

@@ -347,7 +347,7 @@ class DownloadCore:
         link = self._links[key]
         if self.done or link.state not in _LIVE:
             return
-        if self._fault(link, reason, now):
+        if self._fault(link, "protocol", reason, now):
             return
         self._drop(link, f"protocol error: {reason}", now)
 
@@ -377,7 +377,7 @@ class DownloadCore:
         was_cancelled = requested is None and index in link.cancelled
         if requested is None and not was_cancelled:
             self._reject(link, index, "unsolicited chunk")
-            self._fault(link, f"sent chunk {index} that was not requested", now)
+            self._fault(link, "unsolicited", f"sent chunk {index} that was not requested", now)
             return
         link.cancelled.discard(index)
         self._unrequest(link, index)
@@ -394,7 +394,7 @@ class DownloadCore:
         if not self._verify(share.layer, index, data):
             self._reject(link, index, "hash mismatch")
             self._retry[index] = None
-            if not self._fault(link, f"chunk {index} does not match the layer", now):
+            if not self._fault(link, "corrupt", f"chunk {index} does not match the layer", now):
                 self._fill_all(now)
             return
         self._accept(link, share, index, data, now)
@@ -475,7 +475,7 @@ class DownloadCore:
             return
         layer, share.layer_buf, share.layer_link = bytes(share.layer_buf), bytearray(), None
         if not verify_layer(share.root, share.size, layer):
-            self._ban(link, "layer does not match the piece root", now)
+            self._ban(link, "bad-layer", "layer does not match the piece root", now)
             return
         share.layer = layer
         self._events.append(LayerVerified(link.source.share, link.key))
@@ -489,7 +489,9 @@ class DownloadCore:
         self._retry[msg.index] = None
         if msg.reason == "missing" and link.have is not None and msg.index in link.have:
             link.have.discard(msg.index)
-            if self._fault(link, f"chunk {msg.index} is in its bitfield but missing", now):
+            if self._fault(
+                link, "missing", f"chunk {msg.index} is in its bitfield but missing", now
+            ):
                 return
         self._fill_all(now)
 
@@ -684,20 +686,20 @@ class DownloadCore:
     def _reject(self, link: _Link, index: int, reason: str) -> None:
         self._events.append(ChunkRejected(link.source.share, index, link.key, reason))
 
-    def _fault(self, link: _Link, reason: str, now: float) -> bool:
+    def _fault(self, link: _Link, kind: str, reason: str, now: float) -> bool:
         """Count a fault; returns True if it banned the link."""
         link.faults += 1
-        self._events.append(PeerPenalised(link.key, reason, link.faults))
+        self._events.append(PeerPenalised(link.key, kind, reason, link.faults))
         if link.faults >= self.config.ban_faults:
-            self._ban(link, f"{link.faults} faults, last: {reason}", now)
+            self._ban(link, kind, f"{link.faults} faults, last: {reason}", now)
             return True
         return False
 
-    def _ban(self, link: _Link, reason: str, now: float) -> None:
+    def _ban(self, link: _Link, kind: str, reason: str, now: float) -> None:
         self._detach(link, now)
         self._move(link, "ban")
         self._commands.append(Close(link.key, f"banned: {reason}"))
-        self._events.append(PeerBanned(link.key, reason))
+        self._events.append(PeerBanned(link.key, kind, reason))
         self._after_loss(now)
 
     def _drop(self, link: _Link, reason: str, now: float) -> None:
