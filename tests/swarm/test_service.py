@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,7 +26,7 @@ from node.swarm.store import FilePieceStore
 from node.swarm.verify import CHUNK_SIZE
 from node.transport import Host
 from tests.swarm.fakesource import FakeSource
-from tests.swarm.memswarm import make_piece, root_of
+from tests.swarm.memswarm import make_piece
 
 T = TypeVar("T")
 SIZE = 24 * CHUNK_SIZE + 777
@@ -79,6 +79,12 @@ class Net:
     async def close(self) -> None:
         for closer in reversed(self.closers):
             await closer()
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Poll a metric-based condition (the swarm has no event for tests to wait on)."""
+    while not condition():  # noqa: ASYNC110
+        await asyncio.sleep(0.005)
 
 
 def source(host: Host, root: bytes, size: int, share: int = 0) -> Source:
@@ -359,8 +365,9 @@ def test_interrupted_download_resumes_without_refetching(tmp_path: Path) -> None
             sink = FileSink(tmp_path / "dl", pieces_of(sources))
             task = asyncio.ensure_future(client.download(sources, 1, sink, state_path=state))
             reg = client.metrics.registry
-            while not state.exists() or reg.value("depot_swarm_chunks_verified_total") < 8:
-                await asyncio.sleep(0.01)
+            await until(
+                lambda: state.exists() and reg.value("depot_swarm_chunks_verified_total") >= 8
+            )
             task.cancel()
             with pytest.raises((asyncio.CancelledError, DownloadFailedError)):
                 await task
