@@ -249,11 +249,10 @@ def test_source_killed_mid_transfer(tmp_path: Path, caplog: pytest.LogCaptureFix
                 client.download([victim, source(good_host, root, SIZE)], 1, sink)
             )
             label = node_hex[:8]
-            while (
-                client.metrics.registry.value("depot_swarm_received_bytes_total", peer=label)
-                < 2 * CHUNK_SIZE
-            ):
-                await asyncio.sleep(0.01)
+            reg = client.metrics.registry
+            await until(
+                lambda: reg.value("depot_swarm_received_bytes_total", peer=label) >= 2 * CHUNK_SIZE
+            )
             os.kill(proc.pid, signal.SIGKILL)  # our own child
             report = await task
             assert sink.finish({0})[0].read_bytes() == piece
