@@ -55,23 +55,27 @@ HEADER = struct.Struct(">BBHII")
 HEADER_LEN: Final = HEADER.size
 MAX_WINDOW: Final = 2**31 - 1
 MAX_REASON: Final = 256
-WINDOW_UPDATE_FRACTION: Final = 4
-"""Return credit once a quarter of the window has been consumed (yamux uses a half)."""
+WINDOW_UPDATE_FRACTION: Final = 2
+"""Return credit once half the window has been consumed (as yamux)."""
 
 
-class FrameType(enum.IntEnum):
-    DATA = 0
-    WINDOW_UPDATE = 1
-    PING = 2
-    GO_AWAY = 3
+class FrameType:
+    """Frame types (plain ints, not an enum: they are tested per frame on the hot path)."""
+
+    DATA: Final = 0
+    WINDOW_UPDATE: Final = 1
+    PING: Final = 2
+    GO_AWAY: Final = 3
 
 
-class Flag(enum.IntFlag):
-    NONE = 0
-    SYN = 1
-    ACK = 2
-    FIN = 4
-    RST = 8
+class Flag:
+    """Frame flags, a bit set."""
+
+    NONE: Final = 0
+    SYN: Final = 1
+    ACK: Final = 2
+    FIN: Final = 4
+    RST: Final = 8
 
 
 class GoAwayCode(enum.IntEnum):
@@ -394,13 +398,13 @@ class Mux:
 
     # -- internals ----------------------------------------------------------------------
 
-    def _frame(self, ftype: FrameType, flags: Flag, sid: int, value: bytes | int) -> None:
+    def _frame(self, ftype: int, flags: int, sid: int, value: bytes | int) -> None:
         if isinstance(value, int):
             self._out.append((HEADER.pack(VERSION, ftype, flags, sid, value), None))
         else:
             self._out.append((HEADER.pack(VERSION, ftype, flags, sid, len(value)), value))
 
-    def _grant_initial_window(self, sid: int, flags: Flag) -> None:
+    def _grant_initial_window(self, sid: int, flags: int) -> None:
         extra = self.config.stream_window - INITIAL_WINDOW
         st = self._streams[sid]
         st.recv_window += extra

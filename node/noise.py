@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Final
 
@@ -302,8 +303,8 @@ class SecureChannel:
     """
     The transport phase: seal records into length-prefixed messages, open received ones.
 
-    ``seal`` returns one buffer ``u16 length || ciphertext`` (encrypted in place, no extra
-    copy). ``open`` takes the ciphertext of one message (without its prefix).
+    ``seal``/``seal_many`` encrypt in place into one new buffer (no copy besides the
+    encryption itself). ``open`` takes the ciphertext of one message (without its prefix).
     """
 
     __slots__ = ("_recv", "_recv_n", "_send", "_send_n", "handshake_hash")
@@ -316,15 +317,27 @@ class SecureChannel:
         self.handshake_hash = handshake_hash
 
     def seal(self, record: bytes | bytearray | memoryview) -> bytearray:
-        size = len(record) + TAGLEN
-        if size > MAX_MESSAGE_LEN:
-            raise LocalError(f"record of {len(record)} bytes exceeds the Noise message limit")
-        if self._send_n >= MAX_NONCE:
-            raise LocalError("Noise nonce exhausted; the connection must be closed")
-        out = bytearray(LENGTH_PREFIX + size)
-        _LEN.pack_into(out, 0, size)
-        self._send.encrypt_into(_NONCE.pack(self._send_n), record, None, memoryview(out)[2:])
-        self._send_n += 1
+        """One transport message: ``u16 length || ciphertext``."""
+        return self.seal_many((record,))
+
+    def seal_many(self, records: Sequence[bytes | bytearray | memoryview]) -> bytearray:
+        """Several transport messages encrypted into one buffer (one socket write)."""
+        total = sum(len(r) for r in records) + len(records) * (LENGTH_PREFIX + TAGLEN)
+        out = bytearray(total)
+        view = memoryview(out)
+        pos = 0
+        encrypt_into = self._send.encrypt_into
+        for record in records:
+            size = len(record) + TAGLEN
+            if size > MAX_MESSAGE_LEN:
+                raise LocalError(f"record of {len(record)} bytes exceeds the Noise message limit")
+            if self._send_n >= MAX_NONCE:
+                raise LocalError("Noise nonce exhausted; the connection must be closed")
+            _LEN.pack_into(out, pos, size)
+            pos += LENGTH_PREFIX
+            encrypt_into(_NONCE.pack(self._send_n), record, None, view[pos : pos + size])
+            self._send_n += 1
+            pos += size
         return out
 
     def open(self, ciphertext: bytes | bytearray | memoryview) -> bytes:

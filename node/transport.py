@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import ctypes
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
@@ -188,6 +189,29 @@ class Stream:
             return b""
         return self._take(min(n, self._buffered))
 
+    async def readinto(self, buffer: bytearray | memoryview) -> int:
+        """Fill ``buffer`` with what is available (at least one byte unless at EOF: 0).
+        Like ``read`` without allocating: for consumers with their own buffers."""
+        target = memoryview(buffer).cast("B")
+        if not len(target):
+            return 0
+        await self._wait_data()
+        chunks = self._chunks
+        pos, want = 0, min(len(target), self._buffered)
+        while pos < want:
+            chunk = chunks[0]
+            k = min(len(chunk), want - pos)
+            target[pos : pos + k] = chunk[:k]
+            if k == len(chunk):
+                chunks.popleft()
+            else:
+                chunks[0] = chunk[k:]
+            pos += k
+        self._buffered -= pos
+        if pos:
+            self._conn.consumed(self.stream_id, pos)
+        return pos
+
     async def readexactly(self, n: int) -> bytes:
         """Exactly ``n`` bytes; ``EndOfStream`` if the peer half-closes before."""
         while self._buffered < n:
@@ -316,6 +340,7 @@ class _Connection(asyncio.BufferedProtocol):
         self.rtt: float | None = None
         self._buf = bytearray(cfg.read_buffer)
         self._view = memoryview(self._buf)
+        self._buf_addr = ctypes.addressof((ctypes.c_char * len(self._buf)).from_buffer(self._buf))
         self._start = 0
         self._end = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -450,8 +475,8 @@ class _Connection(asyncio.BufferedProtocol):
 
     def _compact(self) -> None:
         size = self._end - self._start
-        # A copy first: slice assignment from an overlapping view would be a memcpy.
-        self._buf[:size] = bytes(self._view[self._start : self._end])
+        # memmove: the regions may overlap (slice assignment would be a memcpy).
+        ctypes.memmove(self._buf_addr, self._buf_addr + self._start, size)
         self._start, self._end = 0, size
 
     def _process_events(self) -> None:
@@ -545,13 +570,9 @@ class _Connection(asyncio.BufferedProtocol):
         records = self.mux.records_to_send()
         if not records:
             return
-        seal, write = self.channel.seal, self.transport.write
-        sent = 0
-        for record in records:
-            sealed = seal(record)
-            write(sealed)
-            sent += len(sealed)
-        self.host.metrics.bytes_sent.inc(sent)
+        sealed = self.channel.seal_many(records)
+        self.transport.write(sealed)
+        self.host.metrics.bytes_sent.inc(len(sealed))
 
     def _live_mux(self) -> Mux:
         if self.closed or self.mux is None:

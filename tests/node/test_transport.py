@@ -509,7 +509,9 @@ def test_peer_that_stops_reading_the_socket_is_dropped(caplog):
         await stream.write(bytes(64 * 1024 * 1024))
 
     async def main():
-        server, addr = await make_server(**{"/flood": flood})
+        # Keepalive off the path: the write timeout alone must catch this peer.
+        config = FAST.replace(mux=MuxConfig(keepalive_interval=60.0))
+        server, addr = await make_server(config, **{"/flood": flood})
         try:
             _reader, writer, result = await raw_handshake(addr)
             sid = 1
