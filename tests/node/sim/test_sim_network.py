@@ -30,8 +30,8 @@ def test_lookups_succeed_under_churn_with_latency_in_round_trips() -> None:
     assert prov["count"] > 100 and find["count"] > 100
     assert prov["success"] >= 0.98
     assert find["success"] >= 0.98
-    # A lookup costs at least one 100 ms round trip, and a record is a few hops away.
-    assert min(s.latency for s in rep.kind(LookupKind.GET_PROVIDERS)) >= 0.1 - 1e-6
+    # A record is found a few 100 ms round trips away (0 when the asker holds it itself).
+    assert 100 - 1e-3 <= prov["p50_ms"] <= 400
     assert prov["hops_p50"] <= 3
     assert rep.leaves_per_minute > 0 and rep.joins_per_minute == rep.leaves_per_minute
 
