@@ -9,7 +9,7 @@ from typing import Annotated
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from node import errors
+from node import errors, runtime
 from node.config import MuxConfig, TransportConfig
 from node.identity import NodeKey
 from node.metrics import render_prometheus
@@ -36,8 +36,19 @@ class Echo:
     n: int
 
 
+LOOP = {"uvloop": False}
+
+
+@pytest.fixture(autouse=True, params=["asyncio", "uvloop"])
+def event_loop_kind(request):
+    """Every socket test runs on the standard loop and on uvloop (what nodes use)."""
+    LOOP["uvloop"] = request.param == "uvloop"
+    yield request.param
+    LOOP["uvloop"] = False
+
+
 def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 30))
+    return runtime.run(asyncio.wait_for(coro, 30), use_uvloop=LOOP["uvloop"])
 
 
 async def until(predicate, limit=5.0):
@@ -609,3 +620,44 @@ def test_dial_failures_are_typed():
             await client.close()
 
     run(main())
+
+
+def test_readinto_and_read_sizes():
+    async def talk(stream):
+        await stream.write(bytes(range(256)) * 1000)
+
+    async def main():
+        server, addr = await make_server(**{"/talk": talk})
+        client = Host(NodeKey.generate(), FAST)
+        try:
+            s = await client.open_stream(server.node_id, [addr], "/talk")
+            got = bytearray()
+            buf = bytearray(7000)
+            while n := await s.readinto(buf):
+                got += buf[:n]
+            assert bytes(got) == bytes(range(256)) * 1000
+            assert await s.read(10) == b""
+        finally:
+            await client.close()
+            await server.close()
+
+    run(main())
+
+
+def test_config_validation():
+    with pytest.raises(errors.LocalError):
+        Host(NodeKey.generate(), TransportConfig(max_connections=0))
+    with pytest.raises(errors.LocalError):
+        Host(NodeKey.generate(), TransportConfig(mux=MuxConfig(stream_window=1000)))
+    with pytest.raises(errors.LocalError):
+        Host(NodeKey.generate(), TransportConfig(read_buffer=1000))
+
+
+def test_runtime_runs_on_either_loop(monkeypatch):
+    async def which():
+        return type(asyncio.get_running_loop()).__module__
+
+    assert runtime.run(which(), use_uvloop=True).startswith("uvloop")
+    monkeypatch.setenv("DEPOT_UVLOOP", "0")
+    assert not runtime.uvloop_enabled()
+    assert runtime.run(which()).startswith("asyncio")
