@@ -75,8 +75,9 @@ class TransportConfig:
     """Default timeout of ``Host.request``."""
     max_message: int = MAX_MESSAGE
     """Largest length-prefixed wire message accepted by ``Stream.recv_msg``."""
-    read_buffer: int = 1 * MIB
-    """Size of the per-connection receive buffer (the socket is read into it directly)."""
+    read_buffer: int = 512 * KIB
+    """Receive buffer of each authenticated connection (the socket is read straight into
+    it). Unauthenticated connections use 16 KiB, so a flood of handshakes stays cheap."""
     write_buffer_high: int = 4 * MIB
     """Pause writers when this many bytes wait in the socket's send buffer."""
     prologue: bytes = b"depot/1"

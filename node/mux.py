@@ -147,9 +147,12 @@ class GoAwayReceived:
 
 @dataclass(frozen=True)
 class ConnectionTerminated:
-    """The connection is finished (ping timeout, idle timeout): the adapter closes it."""
+    """The connection is finished: the adapter closes it."""
 
     reason: str
+    idle: bool
+    """True for a clean close after the idle timeout (GO_AWAY is queued); False when the
+    peer stopped answering pings (a half-open connection)."""
 
 
 MuxEvent = (
@@ -386,10 +389,12 @@ class Mux:
         if self.terminated:
             return
         if self._ping_deadline is not None and now >= self._ping_deadline:
-            self._terminate("ping timeout: the peer stopped answering (half-open connection)")
+            self._terminate(
+                "ping timeout: the peer stopped answering (half-open connection)", idle=False
+            )
         elif self._idle_since is not None and now >= self._idle_since + self.config.idle_timeout:
             self.go_away()
-            self._terminate("idle timeout")
+            self._terminate("idle timeout", idle=True)
         elif (
             self._ping_sent_at is None
             and now >= self._last_received + self.config.keepalive_interval
@@ -419,9 +424,9 @@ class Mux:
             raise LocalError(f"stream {stream_id} is closed for writing")
         return st
 
-    def _terminate(self, reason: str) -> None:
+    def _terminate(self, reason: str, *, idle: bool) -> None:
         self.terminated = True
-        self._events.append(ConnectionTerminated(reason))
+        self._events.append(ConnectionTerminated(reason, idle))
 
     def _maybe_forget(self, sid: int, st: _Stream) -> None:
         if st.local_fin and st.remote_fin:

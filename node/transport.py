@@ -55,6 +55,8 @@ Handler = Callable[["Stream"], Awaitable[None]]
 PeerCallback = Callable[[bytes, Addr], None]
 MSG_LENGTH_BYTES: Final = 4
 MAX_LOGGED_REASON: Final = 200
+HANDSHAKE_BUFFER: Final = 16 * 1024
+"""Read buffer of a connection until it is authenticated (handshake messages are small)."""
 
 
 class TransportMetrics:
@@ -338,11 +340,7 @@ class _Connection(asyncio.BufferedProtocol):
         self.writable.set()
         self.closed = False
         self.rtt: float | None = None
-        self._buf = bytearray(cfg.read_buffer)
-        self._view = memoryview(self._buf)
-        self._buf_addr = ctypes.addressof((ctypes.c_char * len(self._buf)).from_buffer(self._buf))
-        self._start = 0
-        self._end = 0
+        self._set_buffer(HANDSHAKE_BUFFER)  # the full read buffer only once authenticated
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._handshake_timer: asyncio.TimerHandle | None = None
@@ -351,6 +349,13 @@ class _Connection(asyncio.BufferedProtocol):
     def __repr__(self) -> str:
         host, port = self.remote_addr
         return f"{self.direction} {peer_short(self.peer_id)}@{host}:{port}"
+
+    def _set_buffer(self, size: int, initial: bytes = b"") -> None:
+        self._buf = bytearray(size)
+        self._view = memoryview(self._buf)
+        self._buf_addr = ctypes.addressof((ctypes.c_char * size).from_buffer(self._buf))
+        self._buf[: len(initial)] = initial
+        self._start, self._end = 0, len(initial)
 
     # -- asyncio protocol callbacks -----------------------------------------------------
 
@@ -433,9 +438,7 @@ class _Connection(asyncio.BufferedProtocol):
         self.peer_id = result.remote_node_id
         self.channel = result.channel
         self.mux = Mux(self.host.config.mux, initiator=self.initiator, now=self.host.loop.time())
-        leftover = result.leftover
-        self._buf[: len(leftover)] = leftover
-        self._end = len(leftover)
+        self._set_buffer(self.host.config.read_buffer, result.leftover)
         refusal = self.host.register(self)
         if refusal is not None:
             self.abort("limit", refusal, handshake=False)
@@ -511,7 +514,11 @@ class _Connection(asyncio.BufferedProtocol):
             elif isinstance(ev, GoAwayReceived):
                 log.debug("connection %r: peer is going away (code %d)", self, ev.code)
             elif isinstance(ev, ConnectionTerminated):
-                self.abort("timeout" if "timeout" in ev.reason else "closed", ev.reason)
+                if ev.idle:
+                    log.debug("connection %r: closing after the idle timeout", self)
+                    self.close()
+                else:
+                    self.abort("timeout", ev.reason)
                 return
 
     def _on_stream_opened(self, stream_id: int, protocol: str) -> None:

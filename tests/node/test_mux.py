@@ -211,7 +211,7 @@ def test_ping_keepalive_and_half_open_detection():
     a.records_to_send()
     a.handle_timer(12.5)
     assert a.next_event() == ConnectionTerminated(
-        "ping timeout: the peer stopped answering (half-open connection)"
+        "ping timeout: the peer stopped answering (half-open connection)", idle=False
     )
     assert a.get_timer() is None
 
@@ -223,7 +223,7 @@ def test_idle_timeout_sends_go_away():
     assert a.get_timer() == 100.0  # a stream is open: not idle
     a.reset_stream(sid)
     a.handle_timer(a.get_timer())
-    assert a.next_event() == ConnectionTerminated("idle timeout")
+    assert a.next_event() == ConnectionTerminated("idle timeout", idle=True)
     assert pump(a, b)[-1] == GoAwayReceived(0)
     assert b.peer_going_away
     with pytest.raises(LocalError):

@@ -661,3 +661,28 @@ def test_runtime_runs_on_either_loop(monkeypatch):
     monkeypatch.setenv("DEPOT_UVLOOP", "0")
     assert not runtime.uvloop_enabled()
     assert runtime.run(which()).startswith("asyncio")
+
+
+def test_idle_connection_closes_cleanly():
+    async def main():
+        config = FAST.replace(mux=MuxConfig(idle_timeout=0.3, keepalive_interval=0.1))
+        server, addr = await make_server(config)
+        client = Host(NodeKey.generate(), config)
+        gone = []
+        client.on_peer_disconnected(lambda peer, a: gone.append(peer))
+        try:
+            await client.request(server.node_id, [addr], "/reply", Echo("i", 0))
+            await until(lambda: gone == [server.node_id])
+            for host in (client, server):
+                dropped = host.registry.metrics()
+                assert not any(
+                    m.name == "depot_transport_connections_dropped_total" and list(m.children())
+                    for m in dropped
+                )
+            # A new request dials again.
+            assert await client.request(server.node_id, [addr], "/reply", Echo("j", 0))
+        finally:
+            await client.close()
+            await server.close()
+
+    run(main())
