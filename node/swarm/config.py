@@ -21,6 +21,9 @@ class SwarmConfig:
     """Requests always kept in flight to an unchoked, healthy peer."""
     max_pipeline: int = 32
     """Most requests in flight to one peer (bounds what one peer can hold hostage)."""
+    request_batch: int = 4
+    """A pipeline deeper than ``min_pipeline`` is topped up only when this many requests
+    can go out together (fewer small writes)."""
     pipeline_seconds: float = 0.25
     """Pipeline depth is sized to this many seconds of the peer's measured rate, the way
     libtorrent's ``request_queue_time`` sizes its request queue."""

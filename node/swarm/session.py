@@ -611,6 +611,12 @@ class DownloadCore:
         if self.done or not self._usable(link, now):
             return
         depth = self._depth(link, now)
+        # Top the pipeline up in batches: one message (one record, one syscall) asks for
+        # several chunks, which matters when every small write wakes another core.
+        if len(link.inflight) > self.config.min_pipeline and depth - len(link.inflight) < min(
+            self.config.request_batch, depth
+        ):
+            return
         capacity = 0
         while len(link.inflight) < depth:
             index = self._pick(link)
