@@ -216,6 +216,18 @@ class Stream:
 
     async def readexactly(self, n: int) -> bytes:
         """Exactly ``n`` bytes; ``EndOfStream`` if the peer half-closes before."""
+        if n > self._conn.host.config.mux.stream_window // 2:
+            # Waiting for all of it before consuming could exceed the credit we granted
+            # (a deadlock): move it out as it arrives instead.
+            out = bytearray(n)
+            view = memoryview(out)
+            got = 0
+            while got < n:
+                k = await self.readinto(view[got:])
+                if k == 0:
+                    raise errors.EndOfStream(f"stream ended after {got} of {n} bytes")
+                got += k
+            return bytes(out)
         while self._buffered < n:
             if self._eof:
                 raise errors.EndOfStream(f"stream ended after {self._buffered} of {n} bytes")

@@ -686,3 +686,32 @@ def test_idle_connection_closes_cleanly():
             await server.close()
 
     run(main())
+
+
+@message(protocol="test-transport", tag=2)
+@dataclass(frozen=True)
+class Blob:
+    data: bytes
+
+
+def test_message_larger_than_the_stream_window():
+    """readexactly of more than half the window must not wait for credit it never gave."""
+    config = FAST.replace(
+        max_message=2 * 1024 * 1024, mux=MuxConfig(stream_window=256 * 1024), write_timeout=5.0
+    )
+
+    async def blob_echo(stream):
+        msg = await stream.recv_msg("test-transport")
+        await stream.send_msg(msg)
+
+    async def main():
+        server, addr = await make_server(config, **{"/blob": blob_echo})
+        client = Host(NodeKey.generate(), config)
+        try:
+            big = Blob(bytes(range(256)) * 4000)  # ~1 MiB, four windows
+            assert await client.request(server.node_id, [addr], "/blob", big) == big
+        finally:
+            await client.close()
+            await server.close()
+
+    run(main())
