@@ -27,13 +27,13 @@ type    name            ``length`` means
 Flags: SYN 1 (open), ACK 2 (accept), FIN 4 (half-close), RST 8 (abort). Stream ids: the
 dialer uses odd ids, the listener even ids, each strictly increasing; 0 is the session.
 
-Flow control: each stream starts with ``INITIAL_WINDOW`` of credit in each direction; the
-opener (with its SYN) and the accepter (with its ACK) raise it to their configured
-``stream_window``; the receiver returns credit as the application *consumes* data. A peer
-that sends beyond its credit commits a ``ProtocolViolation`` and loses the connection. A
-reader that stops reading therefore stalls only its own stream: the connection keeps
-carrying every other stream, and the memory a peer can pin is bounded by
-``max_streams * stream_window``.
+Flow control: each stream starts with ``INITIAL_WINDOW`` of credit in each direction; once
+the application first reads a stream, its receiver raises the window to the configured
+``stream_window``; from then on credit is returned as the application *consumes* data. A
+peer that sends beyond its credit commits a ``ProtocolViolation`` and loses the connection.
+A reader that stops reading therefore stalls only its own stream: the connection keeps
+carrying every other stream. The memory a peer can pin is bounded by ``max_streams *
+INITIAL_WINDOW`` for streams nobody reads, ``stream_window`` for a stream being read.
 
 Time is passed in (``now``); ``get_timer()`` / ``handle_timer(now)`` drive keepalive pings,
 half-open detection (an unanswered ping) and the idle timeout.
@@ -175,6 +175,7 @@ MuxEvent = (
 class _Stream:
     __slots__ = (
         "by_peer",
+        "grown",
         "local_fin",
         "pending_credit",
         "recv_window",
@@ -187,6 +188,7 @@ class _Stream:
         self.send_window = INITIAL_WINDOW
         self.recv_window = INITIAL_WINDOW
         self.pending_credit = 0
+        self.grown = False  # has the receive window been raised to ``stream_window``?
         self.local_fin = False
         self.remote_fin = False
 
@@ -240,7 +242,6 @@ class Mux:
         self._streams[sid] = _Stream(by_peer=False)
         self._idle_since = None
         self._frame(FrameType.DATA, Flag.SYN, sid, raw)
-        self._grant_initial_window(sid, Flag.NONE)
         return sid
 
     def send_data(self, stream_id: int, data: bytes | bytearray | memoryview) -> int:
@@ -284,12 +285,22 @@ class Mux:
         self._frame(FrameType.DATA, Flag.RST, stream_id, payload)
 
     def consumed(self, stream_id: int, n: int) -> None:
-        """The application read ``n`` bytes of the stream: return credit to the peer."""
+        """
+        The application read ``n`` bytes of the stream: return credit to the peer.
+
+        The first call (even with ``n == 0``) also raises the window from
+        ``INITIAL_WINDOW`` to ``stream_window``: a stream nobody reads pins little memory.
+        """
         st = self._streams.get(stream_id)
         if st is None or st.remote_fin:
             return
         st.pending_credit += n
-        if st.pending_credit >= self.config.stream_window // WINDOW_UPDATE_FRACTION:
+        if not st.grown:
+            st.grown = True
+            st.pending_credit += self.config.stream_window - INITIAL_WINDOW
+        elif st.pending_credit < self.config.stream_window // WINDOW_UPDATE_FRACTION:
+            return
+        if st.pending_credit:
             delta, st.pending_credit = st.pending_credit, 0
             st.recv_window += delta
             self._frame(FrameType.WINDOW_UPDATE, Flag.NONE, stream_id, delta)
@@ -409,13 +420,6 @@ class Mux:
         else:
             self._out.append((HEADER.pack(VERSION, ftype, flags, sid, len(value)), value))
 
-    def _grant_initial_window(self, sid: int, flags: int) -> None:
-        extra = self.config.stream_window - INITIAL_WINDOW
-        st = self._streams[sid]
-        st.recv_window += extra
-        if extra or flags:
-            self._frame(FrameType.WINDOW_UPDATE, flags, sid, extra)
-
     def _writable(self, stream_id: int) -> _Stream:
         st = self._streams.get(stream_id)
         if st is None:
@@ -490,7 +494,7 @@ class Mux:
         self._streams[sid] = _Stream(by_peer=True)
         self._peer_streams += 1
         self._idle_since = None
-        self._grant_initial_window(sid, Flag.ACK)
+        self._frame(FrameType.WINDOW_UPDATE, Flag.ACK, sid, 0)
         self._events.append(StreamOpened(sid, protocol))
 
     def _on_rst(self, sid: int, payload: memoryview) -> None:

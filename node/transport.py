@@ -130,6 +130,7 @@ class Stream:
         self._buffered = 0
         self._eof = False
         self._closed = False  # we sent FIN
+        self._reading = False  # has the application started reading?
         self._error: errors.NodeError | None = None
         self._data = asyncio.Event()
         self._credit = asyncio.Event()
@@ -139,7 +140,14 @@ class Stream:
 
     # -- reading ------------------------------------------------------------------------
 
+    def _start_reading(self) -> None:
+        """The first read raises the stream's receive window to ``stream_window``."""
+        if not self._reading:
+            self._reading = True
+            self._conn.consumed(self.stream_id, 0)
+
     async def _wait_data(self) -> None:
+        self._start_reading()
         while not self._chunks and not self._eof:
             if self._error is not None:
                 raise self._error
@@ -216,6 +224,7 @@ class Stream:
 
     async def readexactly(self, n: int) -> bytes:
         """Exactly ``n`` bytes; ``EndOfStream`` if the peer half-closes before."""
+        self._start_reading()
         if n > self._conn.host.config.mux.stream_window // 2:
             # Waiting for all of it before consuming could exceed the credit we granted
             # (a deadlock): move it out as it arrives instead.

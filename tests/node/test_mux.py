@@ -64,11 +64,14 @@ def test_open_send_fin_both_ways():
     assert not a._streams and not b._streams
 
 
-def test_ack_grows_window_to_configured_size():
+def test_window_grows_once_the_reader_reads():
     a, b = pair()
     sid = a.open_stream("/p")
     assert a.send_window(sid) == INITIAL_WINDOW
     pump(a, b)
+    pump(b, a)
+    assert a.send_window(sid) == INITIAL_WINDOW  # accepted, but nobody reads yet
+    b.consumed(sid, 0)  # the application starts reading
     events = pump(b, a)
     assert WindowIncreased(sid, CFG.stream_window) in events
     assert a.send_window(sid) == CFG.stream_window
@@ -78,8 +81,10 @@ def test_flow_control_blocks_until_consumed():
     a, b = pair()
     sid = a.open_stream("/p")
     pump(a, b)
+    b.consumed(sid, 0)
     pump(b, a)
     window = a.send_window(sid)
+    assert window == CFG.stream_window
     payload = bytes(range(256)) * (window // 256 + 10)
     sent = a.send_data(sid, payload)
     assert sent == window
@@ -88,7 +93,9 @@ def test_flow_control_blocks_until_consumed():
     assert data_of(events, sid) == payload[:sent]
     # Nothing is returned until the application consumes.
     assert pump(b, a) == []
-    b.consumed(sid, sent)
+    b.consumed(sid, sent // 4)  # below the update threshold (half the window)
+    assert pump(b, a) == []
+    b.consumed(sid, sent - sent // 4)
     events = pump(b, a)
     assert any(isinstance(e, WindowIncreased) for e in events)
     assert a.send_window(sid) == sent
