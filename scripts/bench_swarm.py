@@ -3,7 +3,7 @@
 Swarm benchmark: N provider processes -> 1 downloader process on 127.0.0.1, against
 libtorrent on the same file in the same run.
 
-    .venv/bin/python scripts/bench_swarm.py                       # 1 GiB, 3 providers, libtorrent tuned
+    .venv/bin/python scripts/bench_swarm.py          # 1 GiB, 3 providers, libtorrent tuned
     .venv/bin/python scripts/bench_swarm.py --size-mib 256 --runs 3 --lt-python /path/to/python
 
 Depot side: every provider is its own process serving the same piece (a ``FilePieceStore``
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import hashlib
 import json
 import os
@@ -44,8 +45,18 @@ import tempfile
 import time
 from pathlib import Path
 
+from contracts.spec.commitment import root_of_nodes
+from node.identity import NodeKey
+from node.runtime import run, uvloop_enabled
+from node.swarm.config import SwarmConfig
+from node.swarm.service import Swarm
+from node.swarm.session import Source
+from node.swarm.sink import FileSink, pieces_of
+from node.swarm.store import FilePieceStore, write_atomic
+from node.swarm.verify import CHUNK_SIZE, chunk_root
+from node.transport import Host
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 MIB = 1 << 20
 HZ = os.sysconf("SC_CLK_TCK")
 
@@ -63,12 +74,6 @@ def proc_cpu(pid: int) -> float:
 
 # ---------------------------------------------------------------------------- roles
 async def role_provider(a: argparse.Namespace) -> None:
-    from node.identity import NodeKey
-    from node.runtime import uvloop_enabled  # noqa: F401
-    from node.swarm.config import SwarmConfig
-    from node.swarm.service import Swarm
-    from node.swarm.store import FilePieceStore
-    from node.transport import Host
 
     host = Host(NodeKey.generate())
     _, port = await host.listen("127.0.0.1", 0)
@@ -80,17 +85,14 @@ async def role_provider(a: argparse.Namespace) -> None:
 
 
 async def role_downloader(a: argparse.Namespace) -> None:
-    from node.identity import NodeKey
-    from node.swarm.service import Swarm
-    from node.swarm.session import Source
-    from node.swarm.sink import FileSink, pieces_of
-    from node.transport import Host
 
     root = bytes.fromhex(a.root)
     sources = []
     for spec in a.peers.split(","):
         node_hex, port = spec.split(":")
-        sources.append(Source(bytes.fromhex(node_hex), (("127.0.0.1", int(port)),), root, a.size, 0))
+        sources.append(
+            Source(bytes.fromhex(node_hex), (("127.0.0.1", int(port)),), root, a.size, 0)
+        )
     host = Host(NodeKey.generate())
     swarm = Swarm(host)
     out = Path(a.out)
@@ -98,8 +100,6 @@ async def role_downloader(a: argparse.Namespace) -> None:
     sink = FileSink(out, pieces_of(sources))
     profiler = None
     if a.profile:
-        import cProfile
-
         profiler = cProfile.Profile()
         profiler.enable()
     cpu0, t0 = cpu_self(), time.perf_counter()
@@ -146,9 +146,6 @@ def make_payload(path: Path, size_mib: int) -> None:
 
 def make_store(payload: Path, store: Path) -> tuple[bytes, float]:
     """A FilePieceStore holding the payload (hard link) and its layer; returns root, seconds."""
-    from contracts.spec.commitment import root_of_nodes
-    from node.swarm.store import write_atomic
-    from node.swarm.verify import CHUNK_SIZE, chunk_root
 
     t0 = time.perf_counter()
     parts = []
@@ -165,21 +162,39 @@ def make_store(payload: Path, store: Path) -> tuple[bytes, float]:
     return root, time.perf_counter() - t0
 
 
-def depot_run(a: argparse.Namespace, stores: list[Path], root: bytes, size: int, n: int, cap: float) -> dict:
-    provs = [spawn(["--role", "provider", "--store", str(stores[i]), "--cap-mib", str(cap)]) for i in range(n)]
+def depot_run(
+    a: argparse.Namespace, stores: list[Path], root: bytes, size: int, n: int, cap: float
+) -> dict:
+    provs = [
+        spawn(["--role", "provider", "--store", str(stores[i]), "--cap-mib", str(cap)])
+        for i in range(n)
+    ]
     try:
         peers = []
         for p in provs:
             assert p.stdout is not None
             line = p.stdout.readline()
             if not line.startswith("READY"):
-                raise RuntimeError(f"provider failed: {line!r} {p.stderr.read() if p.stderr else ''}")
+                raise RuntimeError(
+                    f"provider failed: {line!r} {p.stderr.read() if p.stderr else ''}"
+                )
             _, node_hex, port = line.split()
             peers.append(f"{node_hex}:{port}")
         cpu0 = [proc_cpu(p.pid) for p in provs]
         out = Path(a.workdir) / "dl"
         d = spawn(
-            ["--role", "downloader", "--root", root.hex(), "--size", str(size), "--peers", ",".join(peers), "--out", str(out)]
+            [
+                "--role",
+                "downloader",
+                "--root",
+                root.hex(),
+                "--size",
+                str(size),
+                "--peers",
+                ",".join(peers),
+                "--out",
+                str(out),
+            ]
             + (["--profile", a.profile] if a.profile else [])
         )
         stdout, stderr = d.communicate(timeout=a.timeout)
@@ -189,7 +204,9 @@ def depot_run(a: argparse.Namespace, stores: list[Path], root: bytes, size: int,
             if line.startswith("RESULT "):
                 res = json.loads(line[7:])
         if res is None:
-            raise RuntimeError(f"downloader failed rc={d.returncode}: {stdout[-2000:]} {stderr[-3000:]}")
+            raise RuntimeError(
+                f"downloader failed rc={d.returncode}: {stdout[-2000:]} {stderr[-3000:]}"
+            )
         res["providers_cpu_s"] = prov_cpu
         return res
     finally:
@@ -228,12 +245,30 @@ def libtorrent_run(a: argparse.Namespace, payload: Path, seeds: int, tuned: bool
     lt_payload = work / "data" / "seed" / "payload.bin"
     if not lt_payload.exists():
         os.link(payload, lt_payload)  # the very same bytes as the Depot run
-    args = [str(lt_python), str(work / "lt_swarm.py"), "--seeds", str(seeds), "--runs", str(a.runs),
-            "--size-mib", str(a.size_mib), "--workdir", str(work / "data"), "--timeout", str(a.timeout)]
+    args = [
+        str(lt_python),
+        str(work / "lt_swarm.py"),
+        "--seeds",
+        str(seeds),
+        "--runs",
+        str(a.runs),
+        "--size-mib",
+        str(a.size_mib),
+        "--workdir",
+        str(work / "data"),
+        "--timeout",
+        str(a.timeout),
+    ]
     if tuned:
         args += ["--perf", "--tick-ms", "100"]
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=a.timeout * (a.runs + 2), check=False)
-    m = re.search(r"SUMMARY seeds=\d+: median ([\d.]+)s (\d+) MiB/s .*?leecher cpu ([\d.]+)s.*?seeds cpu total ([\d.]+)s", proc.stdout)
+    proc = subprocess.run(
+        args, capture_output=True, text=True, timeout=a.timeout * (a.runs + 2), check=False
+    )
+    m = re.search(
+        r"SUMMARY seeds=\d+: median ([\d.]+)s (\d+) MiB/s .*?"
+        r"leecher cpu ([\d.]+)s.*?seeds cpu total ([\d.]+)s",
+        proc.stdout,
+    )
     if m is None:
         print("libtorrent failed:", proc.stdout[-2000:], proc.stderr[-2000:])
         return None
@@ -248,7 +283,9 @@ def libtorrent_run(a: argparse.Namespace, payload: Path, seeds: int, tuned: bool
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--role", default="main", choices=["main", "provider", "downloader"])
     ap.add_argument("--store")
     ap.add_argument("--cap-mib", type=float, default=0.0)
@@ -262,7 +299,9 @@ def main() -> int:
     ap.add_argument("--capped-size-mib", type=int, default=256, help="payload for the capped runs")
     ap.add_argument("--lt-python", default=str(ROOT / ".tools" / "ltvenv" / "bin" / "python"))
     ap.add_argument("--lt-script", default="/work/shared/bench/lt_swarm.py")
-    ap.add_argument("--lt-default", action="store_true", help="also run libtorrent with its defaults")
+    ap.add_argument(
+        "--lt-default", action="store_true", help="also run libtorrent with its defaults"
+    )
     ap.add_argument("--skip-lt", action="store_true")
     ap.add_argument("--skip-capped", action="store_true")
     ap.add_argument("--workdir", default=None, help="scratch directory (default: a fresh temp dir)")
@@ -270,13 +309,9 @@ def main() -> int:
     ap.add_argument("--profile", help="write the downloader's cProfile stats to this file")
     a = ap.parse_args()
     if a.role == "provider":
-        from node.runtime import run
-
         run(role_provider(a))
         return 0
     if a.role == "downloader":
-        from node.runtime import run
-
         run(role_downloader(a))
         return 0
 
@@ -291,8 +326,6 @@ def main() -> int:
 
 
 def bench(a: argparse.Namespace, work: Path) -> int:
-    from node.runtime import uvloop_enabled
-
     size = a.size_mib * MIB
     payload = work / "payload.bin"
     make_payload(payload, a.size_mib)
@@ -300,8 +333,11 @@ def bench(a: argparse.Namespace, work: Path) -> int:
     root, layer_s = make_store(payload, stores[0])
     for s in stores[1:]:
         make_store(payload, s)
-    print(f"payload {a.size_mib} MiB | {a.providers} providers -> 1 downloader | uvloop {uvloop_enabled()} | "
-          f"layer of the payload in {layer_s:.2f}s ({a.size_mib / layer_s:.0f} MiB/s)")
+    print(
+        f"payload {a.size_mib} MiB | {a.providers} providers -> 1 downloader | "
+        f"uvloop {uvloop_enabled()} | "
+        f"layer of the payload in {layer_s:.2f}s ({a.size_mib / layer_s:.0f} MiB/s)"
+    )
 
     runs = []
     for i in range(a.runs):
@@ -309,9 +345,13 @@ def bench(a: argparse.Namespace, work: Path) -> int:
         if i == 0:
             r["content_verified"] = sha256_file(Path(r["path"])) == sha256_file(payload)
         runs.append(r)
-        print(f"  depot run {i}: {r['wall_s']:.2f}s {r['mib_s']:.0f} MiB/s | ttfb {1000 * (r['ttfb_s'] or 0):.1f} ms | "
-              f"downloader cpu {r['cpu_s']:.2f}s providers cpu {r['providers_cpu_s']:.2f}s | per peer MiB {r['per_peer_mib']}"
-              + (f" | verified {r['content_verified']}" if "content_verified" in r else ""), flush=True)
+        print(
+            f"  depot run {i}: {r['wall_s']:.2f}s {r['mib_s']:.0f} MiB/s | "
+            f"ttfb {1000 * (r['ttfb_s'] or 0):.1f} ms | downloader cpu {r['cpu_s']:.2f}s "
+            f"providers cpu {r['providers_cpu_s']:.2f}s | per peer MiB {r['per_peer_mib']}"
+            + (f" | verified {r['content_verified']}" if "content_verified" in r else ""),
+            flush=True,
+        )
     depot = statistics.median(r["mib_s"] for r in runs)
     gib = a.size_mib / 1024
     d_cpu = statistics.median(r["cpu_s"] for r in runs) / gib
@@ -330,17 +370,27 @@ def bench(a: argparse.Namespace, work: Path) -> int:
         for s in cstores[1:]:
             make_store(cpayload, s)
         for n in (1, a.providers):
-            r = depot_run(a, cstores, croot, csize_mib * MIB, n, 50.0 if not a.cap_mib else a.cap_mib)
+            r = depot_run(
+                a, cstores, croot, csize_mib * MIB, n, 50.0 if not a.cap_mib else a.cap_mib
+            )
             capped_rows[n] = r
-            print(f"  capped {a.cap_mib or 50:.0f} MiB/s per source, {n} source(s): {r['wall_s']:.2f}s {r['mib_s']:.1f} MiB/s", flush=True)
+            print(
+                f"  capped {a.cap_mib or 50:.0f} MiB/s per source, {n} source(s): "
+                f"{r['wall_s']:.2f}s {r['mib_s']:.1f} MiB/s",
+                flush=True,
+            )
         capped = capped_rows[a.providers]["mib_s"] / capped_rows[1]["mib_s"]
 
     lt = lt_default = None
     if not a.skip_lt:
         lt = libtorrent_run(a, payload, a.providers, tuned=True)
         if lt:
-            print(f"  libtorrent tuned (--perf --tick-ms 100): {lt['wall_s']:.2f}s {lt['mib_s']:.0f} MiB/s | "
-                  f"leecher cpu {lt['leecher_cpu_s']:.2f}s seeds cpu {lt['seeds_cpu_s']:.2f}s", flush=True)
+            print(
+                f"  libtorrent tuned (--perf --tick-ms 100): {lt['wall_s']:.2f}s "
+                f"{lt['mib_s']:.0f} MiB/s | "
+                f"leecher cpu {lt['leecher_cpu_s']:.2f}s seeds cpu {lt['seeds_cpu_s']:.2f}s",
+                flush=True,
+            )
         if a.lt_default:
             lt_default = libtorrent_run(a, payload, a.providers, tuned=False)
             if lt_default:
@@ -350,12 +400,18 @@ def bench(a: argparse.Namespace, work: Path) -> int:
     print(f"{'':32}{'MiB/s':>8}{'cpu s/GiB down':>16}{'cpu s/GiB up':>14}{'ttfb ms':>9}")
     print(f"{'depot (Noise, verified)':32}{depot:8.0f}{d_cpu:16.2f}{p_cpu:14.2f}{ttfb:9.1f}")
     if lt:
-        print(f"{'libtorrent tuned (plain TCP)':32}{lt['mib_s']:8.0f}{lt['leecher_cpu_s'] / gib:16.2f}"
-              f"{lt['seeds_cpu_s'] / gib:14.2f}{1000 * (lt['ttfb_s'] or 0):9.1f}")
+        print(
+            f"{'libtorrent tuned (plain TCP)':32}{lt['mib_s']:8.0f}"
+            f"{lt['leecher_cpu_s'] / gib:16.2f}"
+            f"{lt['seeds_cpu_s'] / gib:14.2f}{1000 * (lt['ttfb_s'] or 0):9.1f}"
+        )
     if lt_default:
         print(f"{'libtorrent defaults':32}{lt_default['mib_s']:8.0f}")
     if capped is not None:
-        print(f"capped speedup ({a.providers} vs 1 source at {a.cap_mib or 50:.0f} MiB/s each): {capped:.2f}x")
+        print(
+            f"capped speedup ({a.providers} vs 1 source at {a.cap_mib or 50:.0f} MiB/s each): "
+            f"{capped:.2f}x"
+        )
     result = {
         "depot_mib_s": round(depot, 1),
         "libtorrent_mib_s": lt["mib_s"] if lt else None,

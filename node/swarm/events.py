@@ -86,6 +86,15 @@ class ChunkRejected:
 
 
 @dataclass(frozen=True)
+class DuplicateDropped:
+    """A chunk arrived after another copy had completed its stripe (endgame loser)."""
+
+    link: int
+    index: int
+    size: int
+
+
+@dataclass(frozen=True)
 class PeerPenalised:
     link: int
     kind: str
@@ -154,6 +163,7 @@ Event = (
     | LayerVerified
     | ChunkVerified
     | ChunkRejected
+    | DuplicateDropped
     | PeerPenalised
     | PeerBanned
     | PeerStalled

@@ -38,6 +38,7 @@ from node.swarm.events import (
     ChunkVerified,
     Close,
     Dial,
+    DuplicateDropped,
     Event,
     LinkClosed,
     PeerBanned,
@@ -609,6 +610,8 @@ class _Download:
             if ev.reason == "hash mismatch":
                 self._failures += 1
                 self.metrics.verification_failures.labels(peer=peer).inc()
+        elif isinstance(ev, DuplicateDropped):
+            self.metrics.wasted.inc(ev.size)
         elif isinstance(ev, PeerPenalised):
             log.warning("swarm: %s penalised (%d faults): %s", peer, ev.faults, ev.reason)
             self.metrics.faults.labels(kind=ev.kind).inc()

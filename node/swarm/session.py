@@ -51,6 +51,7 @@ from node.swarm.events import (
     Close,
     Command,
     Dial,
+    DuplicateDropped,
     EndgameEntered,
     Event,
     HaveReceived,
@@ -386,7 +387,9 @@ class DownloadCore:
         link.rate.add(len(data), now)
         link.chunks += 1
         if index in share.done or self._have[index] >= self.need:
-            self._fill_all(now)  # a late endgame duplicate: harmless, dropped
+            # A late endgame duplicate: harmless, dropped, not a fault.
+            self._events.append(DuplicateDropped(key, index, len(data)))
+            self._fill_all(now)
             return
         if share.layer is None:
             self.protocol_error(key, f"chunk {index} arrived before the layer", now)
