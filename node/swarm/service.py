@@ -69,7 +69,7 @@ from node.swarm.messages import (
 )
 from node.swarm.metrics import SwarmMetrics
 from node.swarm.ratelimit import UploadLimiter
-from node.swarm.session import DownloadCore, Source
+from node.swarm.session import DownloadCore, ShareProgress, Source
 from node.swarm.sink import ChunkSink, FileSink, ResumeState, SharePiece, pieces_of, reverify
 from node.swarm.store import PieceImporter, PieceStore
 from node.swarm.verify import HASH_SIZE, chunk_count, chunk_length
@@ -354,7 +354,7 @@ class Swarm:
         """Answer the stream's jobs in order, within the upload caps."""
         stream, store, peer = serving.stream, self.store, serving.stream.peer_id
         assert store is not None
-        received = self.metrics.sent.labels(peer=peer_short(peer))
+        sent_bytes = self.metrics.sent.labels(peer=peer_short(peer))
         try:
             while True:
                 while not serving.jobs:
@@ -381,7 +381,7 @@ class Swarm:
                         continue
                     await stream.send_msg(Chunk(index, len(data)))
                     await stream.write(data)
-                    received.inc(len(data))
+                    sent_bytes.inc(len(data))
                     self._choker.record(peer, sent=len(data))
                 elif kind == "layer":
                     _, start, n = job
@@ -475,7 +475,7 @@ class _Download:
         sink: ChunkSink,
         *,
         resume: ResumeState | None = None,
-        progress: dict[int, Any] | None = None,
+        progress: dict[int, ShareProgress] | None = None,
         stream: Stream | None = None,
         config: SwarmConfig | None = None,
     ) -> None:
