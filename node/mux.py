@@ -174,7 +174,6 @@ MuxEvent = (
 
 class _Stream:
     __slots__ = (
-        "by_peer",
         "grown",
         "local_fin",
         "pending_credit",
@@ -183,8 +182,7 @@ class _Stream:
         "send_window",
     )
 
-    def __init__(self, by_peer: bool) -> None:
-        self.by_peer = by_peer
+    def __init__(self) -> None:
         self.send_window = INITIAL_WINDOW
         self.recv_window = INITIAL_WINDOW
         self.pending_credit = 0
@@ -239,7 +237,7 @@ class Mux:
         self._next_id += 2
         if sid > 0xFFFFFFFF:
             raise LocalError("stream ids exhausted on this connection")
-        self._streams[sid] = _Stream(by_peer=False)
+        self._streams[sid] = _Stream()
         self._idle_since = None
         self._frame(FrameType.DATA, Flag.SYN, sid, raw)
         return sid
@@ -491,7 +489,7 @@ class Mux:
         except UnicodeDecodeError:
             self._frame(FrameType.DATA, Flag.RST, sid, b"protocol id is not UTF-8")
             return
-        self._streams[sid] = _Stream(by_peer=True)
+        self._streams[sid] = _Stream()
         self._peer_streams += 1
         self._idle_since = None
         self._frame(FrameType.WINDOW_UPDATE, Flag.ACK, sid, 0)

@@ -282,8 +282,8 @@ def sign_static_key(key: NodeKey, static_public: bytes) -> IdentityPayload:
     return IdentityPayload(key.public_key, key.sign(STATIC_KEY_DOMAIN + static_public))
 
 
-def check_identity(payload_bytes: bytes, remote_static: bytes | None) -> bytes:
-    """Verify an identity payload against the peer's static key; return its node id."""
+def check_identity(payload_bytes: bytes, remote_static: bytes | None) -> IdentityPayload:
+    """Verify an identity payload against the peer's static key (``HandshakeFailed``)."""
     if remote_static is None:
         raise HandshakeFailed("no remote static key")
     try:
@@ -296,7 +296,7 @@ def check_identity(payload_bytes: bytes, remote_static: bytes | None) -> bytes:
         verify(payload.identity_key, payload.signature, STATIC_KEY_DOMAIN + remote_static)
     except NodeError:
         raise HandshakeFailed("identity signature over the static key does not verify") from None
-    return node_id_of(payload.identity_key)
+    return payload
 
 
 class SecureChannel:
@@ -423,13 +423,14 @@ class Handshake:
                 raise HandshakeFailed("unexpected payload in the first handshake message")
             self._write(self._payload)  # <- e, ee, s, es + our identity
             return
-        node_id = check_identity(payload, self._state.rs)
+        identity = check_identity(payload, self._state.rs).identity_key
+        node_id = node_id_of(identity)
         if self._expected is not None and node_id != self._expected:
             raise HandshakeFailed(
                 f"peer is {peer_short(node_id)}, expected {peer_short(self._expected)}"
             )
         self._remote_node_id = node_id
-        self._remote_identity = decode(payload, "noise").identity_key
+        self._remote_identity = identity
         if step == 2:
             self._write(self._payload)  # -> s, se + our identity
         else:
