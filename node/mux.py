@@ -362,7 +362,13 @@ class Mux:
             if ftype == FrameType.DATA:
                 if length > end - pos:
                     raise DecodeError("data frame crosses its record")
-                self._on_data(sid, flags, view[pos : pos + length])
+                st = self._streams.get(sid) if not flags else None
+                if st is not None and 0 < length <= st.recv_window and not st.remote_fin:
+                    # The bulk case, inlined: plain data within the window of an open stream.
+                    st.recv_window -= length
+                    self._events.append(DataReceived(sid, view[pos : pos + length]))
+                else:
+                    self._on_data(sid, flags, view[pos : pos + length])
                 pos += length
             elif ftype == FrameType.WINDOW_UPDATE:
                 self._on_window_update(sid, flags, length)

@@ -506,9 +506,10 @@ class _Connection(asyncio.BufferedProtocol):
     def _process_events(self) -> None:
         mux = self.mux
         assert mux is not None
+        streams = self.streams
         while (ev := mux.next_event()) is not None:
-            if isinstance(ev, DataReceived):
-                stream = self.streams.get(ev.stream_id)
+            if type(ev) is DataReceived:  # the hot path first
+                stream = streams.get(ev.stream_id)
                 if stream is not None:
                     stream._feed(ev.data)
             elif isinstance(ev, WindowIncreased):
