@@ -947,6 +947,9 @@ class Host:
             self._dialing[peer_id] = future
             try:
                 conn = await self._dial_addrs(peer_id, addrs)
+            except asyncio.CancelledError:
+                future.cancel()
+                raise
             except BaseException as exc:
                 future.set_exception(exc)
                 future.exception()  # retrieved even if nobody else waits

@@ -715,3 +715,31 @@ def test_message_larger_than_the_stream_window():
             await server.close()
 
     run(main())
+
+
+def test_concurrent_dials_to_one_peer_share_one_connection():
+    async def main():
+        server, addr = await make_server()
+        client = Host(NodeKey.generate(), FAST)
+        try:
+            streams = await asyncio.gather(
+                *(client.open_stream(server.node_id, [addr], "/echo") for _ in range(10))
+            )
+            assert len({id(s._conn) for s in streams}) == 1
+            assert len(client._conns) == 1
+            # A cancelled dial does not poison later ones.
+            other, other_addr = await make_server()
+            task = asyncio.ensure_future(client.open_stream(other.node_id, [other_addr], "/echo"))
+            await asyncio.sleep(0)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            s = await client.open_stream(other.node_id, [other_addr], "/echo")
+            await s.close()
+            assert await s.read() == b""
+            await other.close()
+        finally:
+            await client.close()
+            await server.close()
+
+    run(main())
