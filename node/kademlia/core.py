@@ -519,11 +519,14 @@ class KademliaNode:
     def _advance(self, lookup: Lookup, now: float) -> None:
         """Send what the lookup wants to send, or finish it."""
         if not lookup.check_done():
-            message = self._lookup_message(lookup)
-            for c in lookup.next_queries():
-                self._send(
-                    c.peer, message, _Purpose.LOOKUP, now, op_id=lookup.lookup_id, candidate=c
-                )
+            queries = lookup.next_queries()
+            if queries:
+                message = self._lookup_message(lookup)
+                for c in queries:
+                    self._send(
+                        c.peer, message, _Purpose.LOOKUP, now, op_id=lookup.lookup_id, candidate=c
+                    )
+                return  # a query in flight within the k closest: not converged
             if not lookup.check_done():
                 return
         self._finish_lookup(lookup, now)

@@ -138,8 +138,11 @@ class Lookup:
         if c.state is CandidateState.WAITING:
             self.paths[c.path].in_flight -= 1
         c.state = CandidateState.ANSWERED
+        known = self.known
+        depth = c.depth + 1
         for peer in closer:
-            self._learn(peer, c.depth + 1, c.path)
+            if peer.node_id not in known:
+                self._learn(peer, depth, c.path)
 
     def on_stall(self, c: Candidate) -> None:
         """``c`` has not answered within the stall timeout."""

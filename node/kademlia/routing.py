@@ -74,11 +74,13 @@ class Seen(Enum):
 class Bucket:
     contacts: list[PeerInfo] = field(default_factory=list)
     """Least-recently seen first."""
+    ids: list[bytes] = field(default_factory=list)
+    """The contacts' node ids (parallel to ``contacts``: membership tests run in C)."""
     seen_at: array[float] = field(default_factory=lambda: array("d"))
     """When each contact was last heard from (parallel to ``contacts``)."""
     replacements: list[PeerInfo] = field(default_factory=list)
     """Most-recently seen last."""
-    last_lookup: float = 0.0
+    last_active: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,9 @@ class SeenResult:
     outcome: Seen
     ping: PeerInfo | None = None
     """The least-recently seen contact of a full bucket, to ping (section 2.2)."""
+
+
+_UPDATED = SeenResult(Seen.UPDATED)
 
 
 class RoutingTable:
@@ -116,10 +121,8 @@ class RoutingTable:
     def find(self, node_id: bytes) -> PeerInfo | None:
         """The contact with this id, if the table holds it."""
         bucket = self.buckets.get(bucket_index(self.n ^ id_int(node_id)))
-        if bucket is not None:
-            for c in bucket.contacts:
-                if c.node_id == node_id:
-                    return c
+        if bucket is not None and node_id in bucket.ids:
+            return bucket.contacts[bucket.ids.index(node_id)]
         return None
 
     # --- updates ------------------------------------------------------------------------
@@ -137,22 +140,24 @@ class RoutingTable:
         i = bucket_index(d)
         bucket = self.buckets.get(i)
         if bucket is None:
-            bucket = self.buckets[i] = Bucket(last_lookup=now)
+            bucket = self.buckets[i] = Bucket(last_active=now)
         contacts = bucket.contacts
         node_id = peer.node_id
-        for pos, c in enumerate(contacts):
-            if c.node_id == node_id:
-                self.failures.pop(node_id, None)
-                current = c
-                if c.addrs != peer.addrs and self._admits(peer, bucket, replacing=c):
-                    self._count(c, -1)
-                    self._count(peer, +1)
-                    current = peer
-                del contacts[pos]
-                del bucket.seen_at[pos]
-                contacts.append(current)
-                bucket.seen_at.append(now)
-                return SeenResult(Seen.UPDATED)
+        ids = bucket.ids
+        if node_id in ids:
+            pos = ids.index(node_id)
+            current = contacts[pos]
+            self.failures.pop(node_id, None)
+            if current.addrs != peer.addrs and self._admits(peer, bucket, replacing=current):
+                self._count(current, -1)
+                self._count(peer, +1)
+                current = peer
+            del contacts[pos], ids[pos], bucket.seen_at[pos]
+            contacts.append(current)
+            ids.append(node_id)
+            bucket.seen_at.append(now)
+            bucket.last_active = now
+            return _UPDATED
         if len(contacts) < self.config.k:
             if not self._admits(peer, bucket, replacing=None):
                 return SeenResult(Seen.REFUSED)
@@ -184,15 +189,14 @@ class RoutingTable:
         bucket = self.buckets.get(i)
         if bucket is None:
             return False
-        for pos, c in enumerate(bucket.contacts):
-            if c.node_id == node_id:
-                failures = self.failures.get(node_id, 0) + 1
-                if bucket.replacements or failures >= self.config.max_failures:
-                    self._evict(bucket, pos)
-                    self._promote(bucket, now)
-                    return True
-                self.failures[node_id] = failures
-                return False
+        if node_id in bucket.ids:
+            failures = self.failures.get(node_id, 0) + 1
+            if bucket.replacements or failures >= self.config.max_failures:
+                self._evict(bucket, bucket.ids.index(node_id))
+                self._promote(bucket, now)
+                return True
+            self.failures[node_id] = failures
+            return False
         # Not in the table: forget it from the replacement cache too.
         bucket.replacements = [c for c in bucket.replacements if c.node_id != node_id]
         return False
@@ -206,11 +210,10 @@ class RoutingTable:
         bucket = self.buckets.get(bucket_index(self.n ^ id_int(node_id)))
         if bucket is None:
             return False
-        for pos, c in enumerate(bucket.contacts):
-            if c.node_id == node_id:
-                self._evict(bucket, pos)
-                self._promote(bucket, now)
-                return True
+        if node_id in bucket.ids:
+            self._evict(bucket, bucket.ids.index(node_id))
+            self._promote(bucket, now)
+            return True
         return False
 
     # --- queries ------------------------------------------------------------------------
@@ -228,13 +231,19 @@ class RoutingTable:
         """
         d = self.n ^ target
         b = bucket_index(d) if d else -1
+        failures = self.failures
+        home = self.buckets.get(b)
+        if home is not None and len(home.contacts) >= count and not failures and not exclude:
+            # The common case: the target's own bucket alone holds enough contacts.
+            return sorted(home.contacts, key=lambda c: int.from_bytes(c.node_id, "big") ^ target)[
+                :count
+            ]
         lower = [i for i in self.buckets if i < b]
         groups: list[list[int]] = [[b]] if b >= 0 else []
         if lower:
             groups.append(lower)
         groups += [[i] for i in sorted(i for i in self.buckets if i > b)]
         out: list[PeerInfo] = []
-        failures = self.failures
         for group in groups:
             found = [
                 c
@@ -243,7 +252,7 @@ class RoutingTable:
                 for c in bucket.contacts
                 if (questionable or c.node_id not in failures) and c.node_id != exclude
             ]
-            found.sort(key=lambda c: id_int(c.node_id) ^ target)
+            found.sort(key=lambda c: int.from_bytes(c.node_id, "big") ^ target)
             out += found
             if len(out) >= count:
                 break
@@ -255,17 +264,21 @@ class RoutingTable:
         return bucket_index(d) if d else -1
 
     def touch(self, index: int, now: float) -> None:
-        """A lookup for an id in bucket ``index`` was made: it needs no refresh for now."""
+        """A lookup for an id in bucket ``index`` was made: it needs no refresh for now.
+        (A message from one of its contacts does the same, see ``seen``.)"""
         bucket = self.buckets.get(index)
         if bucket is not None:
-            bucket.last_lookup = now
+            bucket.last_active = now
 
     def stale_buckets(self, now: float, interval: float) -> list[int]:
         """
-        Buckets not looked up in ``interval`` seconds (section 2.3). Empty buckets below the
-        nearest non-empty one hold nobody yet and are covered by lookups of our own id.
+        Buckets with neither a lookup nor a message from one of their contacts in
+        ``interval`` seconds, to refresh. Section 2.3 refreshes buckets without a lookup and
+        notes that buckets are "generally kept fresh by the traffic of requests traveling
+        through nodes"; we count that traffic too (as bmuller/kademlia does), so a busy
+        node refreshes only the buckets nobody talks to it from.
         """
-        return [i for i, b in self.buckets.items() if now - b.last_lookup >= interval]
+        return [i for i, b in self.buckets.items() if now - b.last_active >= interval]
 
     def random_id_in(self, index: int, rng: random.Random) -> bytes:
         """A random id at distance ``[2**index, 2**(index+1))`` from us, to refresh a bucket."""
@@ -278,23 +291,23 @@ class RoutingTable:
 
     # --- internals ----------------------------------------------------------------------
 
-    def _prefixes(self, peer: PeerInfo) -> set[str]:
+    def _prefixes(self, peer: PeerInfo) -> tuple[str, ...]:
         cfg = self.config
-        out = set()
+        out: tuple[str, ...] = ()
         for a in peer.addrs:
             p = ip_prefix(a.host, cfg.ipv4_prefix, cfg.ipv6_prefix, cfg.exempt_loopback)
-            if p is not None:
-                out.add(p)
+            if p is not None and p not in out:
+                out += (p,)
         return out
 
     def _admits(self, peer: PeerInfo, bucket: Bucket, replacing: PeerInfo | None) -> bool:
-        prefixes = self._prefixes(peer)
-        if not prefixes:
-            return True
         cfg = self.config
-        old = self._prefixes(replacing) if replacing is not None else set()
-        for p in prefixes:
-            in_table = self._prefix_count.get(p, 0) - (p in old)
+        counts = self._prefix_count
+        old = self._prefixes(replacing) if replacing is not None else ()
+        for p in self._prefixes(peer):
+            in_table = counts.get(p, 0) - (p in old)
+            if in_table <= 0:
+                continue  # nobody else from this network anywhere in the table
             if in_table >= cfg.max_per_prefix_table:
                 return False
             in_bucket = sum(
@@ -314,7 +327,9 @@ class RoutingTable:
 
     def _insert(self, bucket: Bucket, peer: PeerInfo, now: float) -> None:
         bucket.contacts.append(peer)
+        bucket.ids.append(peer.node_id)
         bucket.seen_at.append(now)
+        bucket.last_active = now
         bucket.replacements = [c for c in bucket.replacements if c.node_id != peer.node_id]
         self._count(peer, +1)
         self._size += 1
@@ -322,7 +337,7 @@ class RoutingTable:
 
     def _evict(self, bucket: Bucket, pos: int) -> None:
         c = bucket.contacts.pop(pos)
-        del bucket.seen_at[pos]
+        del bucket.ids[pos], bucket.seen_at[pos]
         self.failures.pop(c.node_id, None)
         self.pinging.discard(c.node_id)
         self._count(c, -1)
