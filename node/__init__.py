@@ -1,1 +1,1 @@
-"""The peer-to-peer layer: identities, encrypted transport, Kademlia DHT, piece pipeline and swarm."""
+"""The peer-to-peer layer: identity, encrypted transport, Kademlia DHT, pieces and swarm."""
