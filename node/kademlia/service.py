@@ -153,6 +153,7 @@ class KademliaService:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._last_save = 0.0
+        self._bootstrap_peers: tuple[PeerInfo, ...] = ()
         self._closed = False
 
     @property
@@ -186,6 +187,7 @@ class KademliaService:
             policy=self.policy,
         )
         self.host.set_handler(STREAM_PROTOCOL, self._serve)
+        self._bootstrap_peers = tuple(bootstrap)
         self._load()
         if bootstrap or len(self.core.table):
             await self.bootstrap(bootstrap)
@@ -338,10 +340,15 @@ class KademliaService:
     def _on_timer(self) -> None:
         self._timer = None
         now = self.clock()
-        self.core.handle_timer(now)
+        core = self.core
+        core.handle_timer(now)
         if now - self._last_save >= self.config.maintenance_interval:
             self._last_save = now
             self.save_table()
+            if not len(core.table) and self._bootstrap_peers:
+                # Everyone we knew is gone (or the bootstrap never answered): join again.
+                log.info("kad: routing table empty, bootstrapping again")
+                core.bootstrap(self._bootstrap_peers, now)
         self._pump()
 
     def _spawn(self, coro: Any, name: str) -> None:

@@ -16,7 +16,7 @@ from node.identity import NodeKey
 from node.kademlia.config import KademliaConfig
 from node.kademlia.messages import STREAM_PROTOCOL, Error, FindNode, Nodes, Pong
 from node.kademlia.records import ASKS_KEY, StakedSigners
-from node.kademlia.service import KademliaService, parse_peer
+from node.kademlia.service import KademliaService, parse_peer, peer_info
 from node.transport import Host
 
 CFG = KademliaConfig(k=8, exempt_loopback=True, rpc_timeout=2.0, initial_stall=0.5)
@@ -190,3 +190,25 @@ def test_parse_peer() -> None:
     ]:
         with pytest.raises(LocalError):
             parse_peer(bad)
+
+
+def test_empty_table_bootstraps_again() -> None:
+    async def main() -> None:
+        cfg = KademliaConfig(exempt_loopback=True, maintenance_interval=0.1, rpc_timeout=1.0)
+        a_host, b_host = Host(NodeKey.generate()), Host(NodeKey.generate())
+        await a_host.listen("127.0.0.1", 0)
+        await b_host.listen("127.0.0.1", 0)
+        a, b = KademliaService(a_host, cfg), KademliaService(b_host, cfg)
+        a_peer = peer_info(a_host.node_id, a_host.listen_addrs)
+        try:
+            await b.start([a_peer])  # a does not serve the DHT yet: nobody answers
+            assert len(b.core.table) == 0
+            await a.start()
+            async with asyncio.timeout(10):
+                while not len(b.core.table):  # noqa: ASYNC110 (polls the core)
+                    await asyncio.sleep(0.05)
+            assert b.core.table.find(a_host.node_id) is not None
+        finally:
+            await shutdown([a, b])
+
+    run(main())
