@@ -39,9 +39,9 @@ BPS: Final = 10_000
 PERIODS_PER_WORD: Final = 256
 """Periods per bitmap word of proven/reported periods."""
 
-MAX_SETTLE_WORDS: Final = 8
+MAX_SETTLE_WORDS: Final = 4
 """One settlement step covers periods within at most this many bitmap words after the first
-unsettled period's word (2,048 periods): a deal left unsettled longer settles in steps."""
+unsettled period's word (1,024 periods): a deal left unsettled longer settles in steps."""
 
 
 class AccountingError(ValueError):

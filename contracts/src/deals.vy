@@ -26,9 +26,9 @@ uses: proving
 
 BPS: constant(uint256) = 10_000
 PERIODS_PER_WORD: constant(uint256) = 256
-# One settle call covers at most this many bitmap words of periods (2,048 periods); a deal
+# One settle call covers at most this many bitmap words of periods (1,024 periods); a deal
 # unsettled for longer is settled in several calls.
-MAX_SETTLE_WORDS: constant(uint256) = 8
+MAX_SETTLE_WORDS: constant(uint256) = 4
 MAX_BATCH: constant(uint256) = 64
 SIGNATURE_LENGTH: constant(uint256) = 65
 # secp256k1 n // 2 = 0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0:

@@ -34,8 +34,9 @@ MAX_CONSECUTIVE_MISSES: constant(uint256) = 64
 # Retirements apply at the next roll, each a sum-tree update of O(log n) writes; the bound
 # caps what one roll may add to the transaction that triggers it.
 MAX_RETIREMENTS_PER_PERIOD: constant(uint256) = 32
-# Widest range of periods one bit count may span, in bitmap words (deals.vy settles in steps).
-MAX_COUNT_WORDS: constant(uint256) = 9
+# Widest range of periods one bit count may span, in bitmap words (deals.vy settles in steps
+# of at most 4 words; one spare).
+MAX_COUNT_WORDS: constant(uint256) = 5
 
 challenges: public(immutable(uint256))
 max_consecutive_misses: public(immutable(uint256))

@@ -27,6 +27,7 @@ from brownie.project.build import Build
 from brownie.project.main import _ProjectBase
 from brownie.project.sources import Sources
 from eth_account.signers.local import LocalAccount
+from ledger_helpers import TEST_PARAMS, TOKEN
 
 from contracts.deployment import MarketParams
 from contracts.devnet import dev_accounts
@@ -35,19 +36,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "contracts" / "src"
 TARGETS = ("StorageMarket.vy", "Token.vy")
 HARNESS = Path(__file__).with_name("SpecHarness.vy")
-
-TOKEN = 10**18
-TEST_PARAMS = MarketParams(
-    period_blocks=16,
-    challenges=8,
-    min_stake=100 * TOKEN,
-    unbonding_periods=2,
-    max_consecutive_misses=3,
-    miss_slash_bps=1_000,
-    bounty_bps=5_000,
-    max_piece_size=1 << 20,
-)
-"""Small periods and few challenges keep the tests fast; test_proving also runs 46."""
 
 N_ACCOUNTS = 12
 INITIAL_TOKENS = 1_000_000 * TOKEN

@@ -16,9 +16,22 @@ from brownie.test.managers.runner import RevertContextManager
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 
-from contracts.spec import challenge, commitment, deal
+from contracts.deployment import MarketParams
+from contracts.spec import accounting, challenge, commitment, deal
 
 TOKEN = 10**18
+
+TEST_PARAMS = MarketParams(
+    period_blocks=16,
+    challenges=8,
+    min_stake=100 * TOKEN,
+    unbonding_periods=2,
+    max_consecutive_misses=3,
+    miss_slash_bps=1_000,
+    bounty_bps=5_000,
+    max_piece_size=1 << 20,
+)
+"""Small periods and few challenges keep the tests fast; test_proving also runs 46."""
 
 reverts = RevertContextManager
 """``with reverts("module: reason"):`` (brownie.reverts, which only its pytest plugin installs)."""
@@ -189,3 +202,86 @@ def prove(ledger: Any, provider: Any, pieces: dict[bytes, Piece], period: int | 
         period = int(ledger.market.current_period())
     proofs = build_proofs(ledger.web3, ledger.market, provider.address, pieces, period)
     return ledger.market.submit_proof(proofs, {"from": provider})
+
+
+def deal_book(market: Any, deal_id: int) -> tuple[accounting.DealBook, int, Any]:
+    """(the spec's view of a deal, its stop, its provider) from the contract's record."""
+    d = market.deal(deal_id)
+    book = accounting.DealBook(
+        price_per_period=int(d[2]),
+        collateral=int(d[3]),
+        start=int(d[5]),
+        end=int(d[6]),
+        slashed=int(d[4]),
+        settled_through=int(d[9]),
+        closed=bool(d[11]),
+    )
+    return book, int(market.deal_stop(deal_id)), d[1]
+
+
+def periods_where(market: Any, provider: str, first: int, stop: int, reported: bool) -> set[int]:
+    """Proven (or reported) periods of ``provider`` in [first, stop), from the bitmap words."""
+    read = market.reported_words if reported else market.proven_words
+    out = set()
+    for w in range(first // 256, (stop + 255) // 256):
+        word = int(read(provider, w))
+        out |= {w * 256 + b for b in range(256) if word >> b & 1}
+    return {p for p in out if first <= p < stop}
+
+
+def settle_and_check(ledger: Any, deal_id: int, sender: Any) -> accounting.Settlement | None:
+    """
+    Settle a deal and check every transfer against contracts.spec.accounting. The contract's
+    current period at the transaction's block is the one the spec is evaluated at.
+    """
+    market, token = ledger.market, ledger.token
+    book, stop, provider = deal_book(market, deal_id)
+    client = market.deal(deal_id)[0]
+    current = int(market.current_period())
+    head = ledger.web3.eth.block_number
+    if period_start(market, current + 1) == head + 1:
+        current += 1  # the transaction lands in the next period
+    first = max(book.settled_through, book.start)
+    span = range(first, max(first, min(stop, current)))
+    expected = accounting.settle_deal(
+        book,
+        stop=stop,
+        current=current,
+        proven=periods_where(market, provider, span.start, span.stop, False),
+        reported=periods_where(market, provider, span.start, span.stop, True),
+        miss_slash_bps=int(market.miss_slash_bps()),
+        bounty_bps=int(market.bounty_bps()),
+    )
+    stake, locked = int(market.providers(provider)[1]), int(market.providers(provider)[2])
+    balances = {a: int(token.balanceOf(a)) for a in {provider, client}}
+    if expected is None:
+        try:
+            tx = market.settle(deal_id, {"from": sender})
+        except Exception as exc:  # brownie raises VirtualMachineError on a revert
+            assert "deals: nothing to settle" in str(exc)
+            return None
+        assert "DealSettled" not in tx.events
+        return None
+    tx = market.settle(deal_id, {"from": sender})
+    event = tx.events["DealSettled"]
+    taken, _ = accounting.take_from_stake(stake, expected.compensation_due)
+    assert (event["from_period"], event["to_period"]) == (expected.from_period, expected.to_period)
+    assert (event["proven"], event["missed"], event["reported"]) == (
+        expected.proven,
+        expected.missed,
+        expected.reported,
+    )
+    assert event["provider_paid"] == expected.provider_paid
+    assert event["client_refund"] == expected.client_refund
+    assert event["client_compensation"] == taken
+    assert event["slashed"] == expected.slashed
+    assert event["final"] == expected.final
+    assert int(market.providers(provider)[1]) == stake - taken
+    assert int(market.providers(provider)[2]) == locked - expected.released
+    delta = {a: int(token.balanceOf(a)) - balances[a] for a in balances}
+    if provider == client:
+        assert delta[provider] == expected.provider_paid + expected.client_refund + taken
+    else:
+        assert delta[provider] == expected.provider_paid
+        assert delta[client] == expected.client_refund + taken
+    return expected

@@ -1,8 +1,8 @@
 """proving.vy: the proof transaction, fault reports, termination, retirement, views."""
 
 import pytest
-from conftest import TEST_PARAMS
 from ledger_helpers import (
+    TEST_PARAMS,
     TOKEN,
     Piece,
     build_proofs,

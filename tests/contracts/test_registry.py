@@ -1,8 +1,16 @@
 """registry.vy (and the market's withdraw): registration, stake, exit, withdrawal."""
 
 import pytest
-from conftest import TEST_PARAMS
-from ledger_helpers import MAX_UINT, TOKEN, Piece, make_deal, next_period, register, reverts
+from ledger_helpers import (
+    MAX_UINT,
+    TEST_PARAMS,
+    TOKEN,
+    Piece,
+    make_deal,
+    next_period,
+    register,
+    reverts,
+)
 
 ACTIVE, EXITING, WITHDRAWN = 1, 2, 4
 
