@@ -290,7 +290,10 @@ def decode_manifest(data: bytes) -> SignedManifest:
     if version > MANIFEST_VERSION:
         raise ManifestVersion(version, MANIFEST_VERSION)
     keys = set(body)
-    _check(_REQUIRED <= keys <= _REQUIRED | _OPTIONAL, f"unexpected fields {sorted(keys)}")
+    if not _REQUIRED <= keys <= _REQUIRED | _OPTIONAL:
+        unknown = sorted(map(repr, keys - _REQUIRED - _OPTIONAL))
+        missing = sorted(_REQUIRED - keys)
+        raise ManifestMalformed(f"unknown fields {unknown}, missing fields {missing}")
     shares = body["shares"]
     _check(isinstance(shares, list), "shares is not a list")
     entries = []
