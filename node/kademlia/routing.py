@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import lru_cache
+from operator import itemgetter
 
 from node.kademlia.config import KademliaConfig
 from node.kademlia.messages import ID_LEN, PeerInfo
@@ -70,12 +71,18 @@ class Seen(Enum):
     """Ourselves, a contact with no address, or over an IP-prefix limit."""
 
 
+_first = itemgetter(0)
+
+
 @dataclass(slots=True)
 class Bucket:
     contacts: list[PeerInfo] = field(default_factory=list)
     """Least-recently seen first."""
-    ids: list[bytes] = field(default_factory=list)
-    """The contacts' node ids (parallel to ``contacts``: membership tests run in C)."""
+    nums: list[int] = field(default_factory=list)
+    """The contacts' ids as integers (parallel to ``contacts``): membership tests and
+    distance sorts run in C."""
+    questionable: int = 0
+    """How many of the contacts have failed requests (are in ``RoutingTable.failures``)."""
     seen_at: array[float] = field(default_factory=lambda: array("d"))
     """When each contact was last heard from (parallel to ``contacts``)."""
     replacements: list[PeerInfo] = field(default_factory=list)
@@ -91,6 +98,9 @@ class SeenResult:
 
 
 _UPDATED = SeenResult(Seen.UPDATED)
+_ADDED = SeenResult(Seen.ADDED)
+_CACHED = SeenResult(Seen.CACHED)
+_REFUSED = SeenResult(Seen.REFUSED)
 
 
 class RoutingTable:
@@ -120,9 +130,10 @@ class RoutingTable:
 
     def find(self, node_id: bytes) -> PeerInfo | None:
         """The contact with this id, if the table holds it."""
-        bucket = self.buckets.get(bucket_index(self.n ^ id_int(node_id)))
-        if bucket is not None and node_id in bucket.ids:
-            return bucket.contacts[bucket.ids.index(node_id)]
+        n = id_int(node_id)
+        bucket = self.buckets.get(bucket_index(self.n ^ n))
+        if bucket is not None and n in bucket.nums:
+            return bucket.contacts[bucket.nums.index(n)]
         return None
 
     # --- updates ------------------------------------------------------------------------
@@ -134,47 +145,48 @@ class RoutingTable:
         Contacts are only ever added on direct contact, never from another node's reply, so
         a liar can only point us at nodes that must then answer for themselves.
         """
-        d = self.n ^ id_int(peer.node_id)
+        n = id_int(peer.node_id)
+        d = self.n ^ n
         if d == 0 or not peer.addrs:
-            return SeenResult(Seen.REFUSED)
+            return _REFUSED
         i = bucket_index(d)
         bucket = self.buckets.get(i)
         if bucket is None:
             bucket = self.buckets[i] = Bucket(last_active=now)
         contacts = bucket.contacts
-        node_id = peer.node_id
-        ids = bucket.ids
-        if node_id in ids:
-            pos = ids.index(node_id)
+        nums = bucket.nums
+        if n in nums:
+            pos = nums.index(n)
             current = contacts[pos]
-            self.failures.pop(node_id, None)
+            if bucket.questionable and self.failures.pop(peer.node_id, None) is not None:
+                bucket.questionable -= 1
             if current.addrs != peer.addrs and self._admits(peer, bucket, replacing=current):
                 self._count(current, -1)
                 self._count(peer, +1)
                 current = peer
-            del contacts[pos], ids[pos], bucket.seen_at[pos]
+            del contacts[pos], nums[pos], bucket.seen_at[pos]
             contacts.append(current)
-            ids.append(node_id)
+            nums.append(n)
             bucket.seen_at.append(now)
             bucket.last_active = now
             return _UPDATED
         if len(contacts) < self.config.k:
             if not self._admits(peer, bucket, replacing=None):
-                return SeenResult(Seen.REFUSED)
+                return _REFUSED
             self._insert(bucket, peer, now)
-            return SeenResult(Seen.ADDED)
-        failures = self.failures
-        if failures:
+            return _ADDED
+        if bucket.questionable:
+            failures = self.failures
             for pos, c in enumerate(contacts):
                 if c.node_id in failures and self._admits(peer, bucket, replacing=c):
                     # Already failed a request: replace it without a ping.
                     self._evict(bucket, pos)
                     self._insert(bucket, peer, now)
-                    return SeenResult(Seen.ADDED)
+                    return _ADDED
         self._cache(bucket, peer)  # admitted (prefix limits) only when promoted
         head = contacts[0]
         if now - bucket.seen_at[0] < self.config.ping_grace or head.node_id in self.pinging:
-            return SeenResult(Seen.CACHED)
+            return _CACHED
         self.pinging.add(head.node_id)
         return SeenResult(Seen.CACHED, ping=head)
 
@@ -185,16 +197,18 @@ class RoutingTable:
         Also the outcome of an eviction ping that went unanswered (section 2.2).
         """
         self.pinging.discard(node_id)
-        i = bucket_index(self.n ^ id_int(node_id))
-        bucket = self.buckets.get(i)
+        n = id_int(node_id)
+        bucket = self.buckets.get(bucket_index(self.n ^ n))
         if bucket is None:
             return False
-        if node_id in bucket.ids:
+        if n in bucket.nums:
             failures = self.failures.get(node_id, 0) + 1
             if bucket.replacements or failures >= self.config.max_failures:
-                self._evict(bucket, bucket.ids.index(node_id))
+                self._evict(bucket, bucket.nums.index(n))
                 self._promote(bucket, now)
                 return True
+            if failures == 1:
+                bucket.questionable += 1
             self.failures[node_id] = failures
             return False
         # Not in the table: forget it from the replacement cache too.
@@ -210,8 +224,9 @@ class RoutingTable:
         bucket = self.buckets.get(bucket_index(self.n ^ id_int(node_id)))
         if bucket is None:
             return False
-        if node_id in bucket.ids:
-            self._evict(bucket, bucket.ids.index(node_id))
+        n = id_int(node_id)
+        if n in bucket.nums:
+            self._evict(bucket, bucket.nums.index(n))
             self._promote(bucket, now)
             return True
         return False
@@ -231,32 +246,29 @@ class RoutingTable:
         """
         d = self.n ^ target
         b = bucket_index(d) if d else -1
-        failures = self.failures
-        home = self.buckets.get(b)
-        if home is not None and len(home.contacts) >= count and not failures and not exclude:
-            # The common case: the target's own bucket alone holds enough contacts.
-            return sorted(home.contacts, key=lambda c: int.from_bytes(c.node_id, "big") ^ target)[
-                :count
-            ]
-        lower = [i for i in self.buckets if i < b]
-        groups: list[list[int]] = [[b]] if b >= 0 else []
+        buckets = self.buckets
+        groups: list[list[int]] = [[b]] if b in buckets else []
+        lower = [i for i in buckets if i < b]
         if lower:
             groups.append(lower)
-        groups += [[i] for i in sorted(i for i in self.buckets if i > b)]
+        groups += [[i] for i in sorted(i for i in buckets if i > b)]
+        failures = self.failures if not questionable else {}
+        skip = id_int(exclude) if exclude else -1
+        distance = target.__xor__
         out: list[PeerInfo] = []
         for group in groups:
-            found = [
-                c
-                for i in group
-                if (bucket := self.buckets.get(i)) is not None
-                for c in bucket.contacts
-                if (questionable or c.node_id not in failures) and c.node_id != exclude
-            ]
-            found.sort(key=lambda c: int.from_bytes(c.node_id, "big") ^ target)
-            out += found
-            if len(out) >= count:
-                break
-        return out[:count]
+            pairs: list[tuple[int, PeerInfo]] = []
+            for i in group:
+                bucket = buckets[i]
+                pairs += zip(map(distance, bucket.nums), bucket.contacts, strict=True)
+            pairs.sort(key=_first)  # distances are distinct: ids in a table are
+            for dist, c in pairs:
+                if (dist ^ target) == skip or (failures and c.node_id in failures):
+                    continue
+                out.append(c)
+                if len(out) >= count:
+                    return out
+        return out
 
     def bucket_of(self, target: int) -> int:
         """Index of the bucket ``target`` falls in (-1 for our own id)."""
@@ -327,7 +339,7 @@ class RoutingTable:
 
     def _insert(self, bucket: Bucket, peer: PeerInfo, now: float) -> None:
         bucket.contacts.append(peer)
-        bucket.ids.append(peer.node_id)
+        bucket.nums.append(id_int(peer.node_id))
         bucket.seen_at.append(now)
         bucket.last_active = now
         bucket.replacements = [c for c in bucket.replacements if c.node_id != peer.node_id]
@@ -337,8 +349,9 @@ class RoutingTable:
 
     def _evict(self, bucket: Bucket, pos: int) -> None:
         c = bucket.contacts.pop(pos)
-        del bucket.ids[pos], bucket.seen_at[pos]
-        self.failures.pop(c.node_id, None)
+        del bucket.nums[pos], bucket.seen_at[pos]
+        if self.failures.pop(c.node_id, None) is not None:
+            bucket.questionable -= 1
         self.pinging.discard(c.node_id)
         self._count(c, -1)
         self._size -= 1
