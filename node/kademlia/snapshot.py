@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Annotated, Final
 
 from node.errors import DecodeError, LocalError
-from node.kademlia.messages import PROTOCOL, PeerInfo
+from node.kademlia.messages import PeerInfo
 from node.wire import MaxLen, decode, encode, message
 
+SNAPSHOT_PROTOCOL: Final = "kad-table"
+"""Not ``"kad"``: a snapshot is never accepted from the network."""
 MAX_SAVED_CONTACTS: Final = 256 * 20
 """Every bucket full: the largest table there can be."""
 
@@ -26,7 +28,7 @@ class SnapshotError(LocalError):
     """The routing table file exists but cannot be read or is not a table snapshot."""
 
 
-@message(PROTOCOL, 30)
+@message(SNAPSHOT_PROTOCOL, 1)
 @dataclass(frozen=True, slots=True)
 class TableSnapshot:
     saved_at: int
@@ -73,7 +75,7 @@ def load_table(path: str | os.PathLike[str]) -> TableSnapshot | None:
     except OSError as exc:
         raise SnapshotError(f"cannot read routing table {p}: {exc.strerror}") from None
     try:
-        snapshot = decode(data, PROTOCOL)
+        snapshot = decode(data, SNAPSHOT_PROTOCOL)
     except DecodeError as exc:
         raise SnapshotError(f"routing table {p} is corrupt: {exc}") from None
     if not isinstance(snapshot, TableSnapshot):

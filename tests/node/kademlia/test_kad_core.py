@@ -6,14 +6,17 @@ import dataclasses
 import hashlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from kadnet import T0, MemNet
 
-from node.errors import LocalError
+from node.errors import DecodeError, LocalError
 from node.kademlia.config import KademliaConfig
 from node.kademlia.core import KademliaNode
 from node.kademlia.events import LookupFinished, StoreFinished
 from node.kademlia.lookup import LookupKind
 from node.kademlia.messages import (
+    REPLY_TYPE,
     AddProvider,
     Error,
     FindNode,
@@ -28,6 +31,7 @@ from node.kademlia.messages import (
 )
 from node.kademlia.records import ASKS_KEY, StakedSigners
 from node.kademlia.routing import id_int
+from node.wire import decode, encode
 
 CFG = KademliaConfig(k=8, alpha=3, disjoint_paths=2)
 
@@ -251,3 +255,30 @@ def test_lookup_with_no_contacts_finishes_at_once(net: MemNet) -> None:
     a = net.add()
     res = lookup_result(net, a, a.get_providers(ASKS_KEY, net.now))
     assert not res.ok and res.queried == 0
+
+
+_FUZZ_NET = MemNet(CFG, seed=9)
+_FUZZ_NODES = _FUZZ_NET.build(6)
+_FUZZ_SAMPLES = [
+    Ping(_FUZZ_NODES[1].addrs),
+    FindNode(_FUZZ_NODES[1].addrs, bytes(32)),
+    GetProviders(_FUZZ_NODES[1].addrs, ASKS_KEY),
+    PutValue(_FUZZ_NODES[1].addrs, b"value", int(T0 + 100)),
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(_FUZZ_SAMPLES), st.binary(min_size=1, max_size=8), st.integers(0, 200))
+def test_fuzzed_requests_are_answered_never_raised(msg: object, junk: bytes, at: int) -> None:
+    raw = bytearray(encode(msg))
+    pos = at % len(raw)
+    raw[pos : pos + len(junk)] = junk
+    try:
+        decoded = decode(bytes(raw), "kad")
+    except DecodeError:
+        return
+    node = _FUZZ_NODES[0]
+    reply = node.handle_request(_FUZZ_NODES[1].node_id, decoded, _FUZZ_NET.now)
+    if not isinstance(decoded, tuple(REPLY_TYPE)):  # a reply where a request was expected
+        assert isinstance(reply, Error)
+    assert type(reply) in (*REPLY_TYPE.values(), Error)

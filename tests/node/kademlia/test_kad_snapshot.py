@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from node.kademlia.messages import Address, PeerInfo
+from node.errors import DecodeError
+from node.kademlia.messages import PROTOCOL, Address, PeerInfo
 from node.kademlia.snapshot import SnapshotError, TableSnapshot, load_table, save_table
+from node.wire import decode, encode
 
 SNAP = TableSnapshot(
     1_800_000_000,
@@ -48,3 +50,8 @@ def test_overwrite_replaces_whole_file(tmp_path: Path) -> None:
     smaller = TableSnapshot(1, SNAP.contacts[:2])
     save_table(path, smaller)
     assert load_table(path) == smaller
+
+
+def test_a_snapshot_is_not_a_network_message() -> None:
+    with pytest.raises(DecodeError):
+        decode(encode(SNAP), PROTOCOL)
