@@ -178,7 +178,8 @@ class KademliaNode:
         self._events: list[Event] = []
         self._lookups: dict[int, Lookup] = {}
         self._stores: dict[int, _StoreOp] = {}
-        self._after_lookup: dict[int, tuple[str, object]] = {}
+        self._joins: set[int] = set()
+        """Self-lookups of a join: bucket refreshes follow them."""
         self._provided: dict[bytes, _Provided] = {}
         self._last_seq = 0
         self._srtt: float | None = None
@@ -194,7 +195,7 @@ class KademliaNode:
         closest neighbour. Returns the operation id of the self-lookup (``LookupFinished``).
         """
         op = self._start_lookup(LookupKind.FIND_NODE, self.node_id, now, extra_seeds=list(peers))
-        self._after_lookup[op] = ("join", None)
+        self._joins.add(op)
         self._finish_if_done(op, now)
         return op
 
@@ -595,9 +596,12 @@ class KademliaNode:
     def _finish_lookup(self, lookup: Lookup, now: float) -> None:
         del self._lookups[lookup.lookup_id]
         closest = lookup.closest()
-        after = self._after_lookup.pop(lookup.lookup_id, None)
-        if after is not None:
-            self._after(after, lookup, [c.peer for c in closest], now)
+        if lookup.lookup_id in self._joins:
+            self._joins.discard(lookup.lookup_id)
+            self._refresh_after_join(now)
+        store = self._stores.get(lookup.lookup_id)
+        if store is not None:
+            self._send_stores(store, [c.peer for c in closest], now)
         if lookup.internal:
             return
         kind = lookup.kind
@@ -631,20 +635,13 @@ class KademliaNode:
             )
         )
 
-    def _after(
-        self, after: tuple[str, object], lookup: Lookup, closest: list[PeerInfo], now: float
-    ) -> None:
-        what, arg = after
-        if what == "join":
-            # Section 2.3: refresh all buckets farther away than our closest neighbour.
-            nearest = self.table.closest(self.n, 1)
-            if not nearest:
-                return  # nobody answered: the adapter bootstraps again later
-            for i in range(bucket_index(self.n ^ id_int(nearest[0].node_id)) + 1, ID_BITS):
-                self._refresh(i, now)
-        elif what == "store":
-            assert isinstance(arg, _StoreOp)
-            self._send_stores(arg, closest, now)
+    def _refresh_after_join(self, now: float) -> None:
+        # Section 2.3: refresh all buckets farther away than our closest neighbour.
+        nearest = self.table.closest(self.n, 1)
+        if not nearest:
+            return  # nobody answered: the adapter bootstraps again later
+        for i in range(bucket_index(self.n ^ id_int(nearest[0].node_id)) + 1, ID_BITS):
+            self._refresh(i, now)
 
     @property
     def n(self) -> int:
@@ -667,7 +664,6 @@ class KademliaNode:
         lookup_op = self._start_lookup(LookupKind.FIND_NODE, key, now, internal=True)
         op = _StoreOp(lookup_op, key, message, internal, stored=int(local), local=local)
         self._stores[lookup_op] = op
-        self._after_lookup[lookup_op] = ("store", op)
         self._finish_if_done(lookup_op, now)
         return lookup_op
 
