@@ -35,7 +35,6 @@ from node.kademlia.messages import (
     Address,
     Error,
     PeerInfo,
-    ProviderRecord,
     Reply,
     Request,
 )
@@ -251,10 +250,6 @@ class KademliaService:
         if not event.stored:
             raise LocalError("no node accepted the value")
         return key_for_value(value)
-
-    def providers_of(self, event: LookupFinished) -> list[ProviderRecord]:
-        """Convenience: the records of a ``get_providers`` result."""
-        return list(event.records)
 
     # --- persistence and metrics --------------------------------------------------------
 
