@@ -23,7 +23,15 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from node.errors import LocalError, NodeError, PeerTimeout, RemoteError
+from node.errors import (
+    BadSignature,
+    DecodeError,
+    FrameTooLarge,
+    LocalError,
+    NodeError,
+    ProtocolViolation,
+    RemoteError,
+)
 from node.identity import parse_peer_id, peer_short
 from node.kademlia.config import KademliaConfig
 from node.kademlia.core import KademliaNode, OutboundRequest
@@ -359,12 +367,10 @@ class KademliaService:
             reply = await self.host.request(
                 req.peer.node_id, addrs, STREAM_PROTOCOL, req.message, timeout
             )
-        except PeerTimeout:
+        except (DecodeError, FrameTooLarge, ProtocolViolation, BadSignature) as exc:
+            core.note_bad_input(req.peer.node_id, exc)  # garbage: counted and logged
             core.handle_failure(req.rpc_id, self.clock())
-        except RemoteError as exc:
-            core.note_bad_input(req.peer.node_id, exc)
-            core.handle_failure(req.rpc_id, self.clock())
-        except (NodeError, OSError) as exc:  # refused, unreachable, host closing
+        except (NodeError, OSError) as exc:  # timeout, refused, reset, closed, wrong id
             log.debug("kad: request to %s failed: %s", peer_short(req.peer.node_id), exc)
             core.handle_failure(req.rpc_id, self.clock())
         else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from node.kademlia.config import KademliaConfig
 from node.kademlia.messages import STREAM_PROTOCOL, Error, FindNode, Nodes, Pong
 from node.kademlia.records import ASKS_KEY, StakedSigners
 from node.kademlia.service import KademliaService, parse_peer, peer_info
-from node.transport import Host
+from node.transport import Host, Stream
 
 CFG = KademliaConfig(k=8, exempt_loopback=True, rpc_timeout=2.0, initial_stall=0.5)
 
@@ -210,5 +211,30 @@ def test_empty_table_bootstraps_again() -> None:
             assert b.core.table.find(a_host.node_id) is not None
         finally:
             await shutdown([a, b])
+
+    run(main())
+
+
+def test_garbage_reply_is_counted_and_the_lookup_goes_on() -> None:
+    async def main() -> None:
+        services = await network(4)
+        liar = Host(NodeKey.generate())
+        await liar.listen("127.0.0.1", 0)
+
+        async def garbage(stream: Stream) -> None:
+            await stream.recv_msg()
+            await stream.write((3).to_bytes(4, "big") + b"\xc1\xc1\xc1")
+
+        liar.set_handler(STREAM_PROTOCOL, garbage)
+        asker = services[3]
+        try:
+            asker.core.add_contacts([peer_info(liar.node_id, liar.listen_addrs)], time.time())
+            res = await asker.find_node(liar.node_id)
+            assert res.ok
+            assert asker.core.stats.dropped.get("DecodeError", 0) >= 1
+            assert liar.node_id not in {p.node_id for p in res.closest}
+        finally:
+            await liar.close()
+            await shutdown(services)
 
     run(main())
