@@ -261,7 +261,7 @@ class RoutingTable:
             for i in group:
                 bucket = buckets[i]
                 pairs += zip(map(distance, bucket.nums), bucket.contacts, strict=True)
-            pairs.sort(key=_first)  # distances are distinct: ids in a table are
+            pairs.sort(key=_first)
             for dist, c in pairs:
                 if (dist ^ target) == skip or (failures and c.node_id in failures):
                     continue
