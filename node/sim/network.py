@@ -188,7 +188,7 @@ class SimNetwork:
                 ):
                     break
             for bucket in table.buckets.values():
-                bucket.last_lookup = self.now - rng.uniform(0, interval)
+                bucket.last_active = self.now - rng.uniform(0, interval)
 
     # --- delivery -----------------------------------------------------------------------
 
