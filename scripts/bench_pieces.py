@@ -12,6 +12,8 @@ Measures, on real files in a temporary directory (deleted afterwards):
    of the same file, with 3 copies and with 10-of-30 erasure coding, in MiB of input/s,
    and the CPU seconds it took across all processes (the machine may be shared: CPU time
    shows the cost even when wall time is noisy);
+   then ``reassemble_from_share_files`` of the 10-of-30 file from its 10 data shares (no
+   decoding) and from 10 parity shares (full Reed-Solomon decoding), in one process;
 4. proving 46 challenges (``contracts.spec.challenge``) over 10 GiB of stored pieces
    (10 real 1 GiB pieces of random bytes, with their layer files), the pieces evicted from
    the page cache first; the layer trees are read and built inside the timed section;
@@ -26,6 +28,7 @@ Prints a table, then as its last line one JSON object with the keys of issue 3.
 from __future__ import annotations
 
 import argparse
+import filecmp
 import hashlib
 import json
 import os
@@ -46,6 +49,7 @@ from node.pieces.layer import LayerTree, prove_leaf, read_layer
 from node.pieces.merkle import piece_root_and_layer
 from node.pieces.modes import Copies, ErasureCode
 from node.pieces.prepare import prepare_file
+from node.pieces.reassemble import reassemble_from_share_files
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -56,6 +60,7 @@ import os, sys
 from eth_account import Account
 from node.pieces.modes import Copies, ErasureCode
 from node.pieces.prepare import prepare_file
+from node.pieces.reassemble import reassemble_from_share_files
 src, out, mode = sys.argv[1], sys.argv[2], sys.argv[3]
 m = Copies(3) if mode == "copies" else ErasureCode(10, 30)
 prepare_file(src, os.urandom(32), m, out, Account.create())
@@ -181,12 +186,14 @@ def bench_commit_and_pipeline(work: Path, size: int, rows: list, result: dict) -
     out = work / "out"
     out.mkdir()
     account = Account.create()
+    secret = os.urandom(32)
     for key, mode in (("copies", Copies(3)), ("ec", ErasureCode(10, 30))):
         cpu0 = tree_cpu_seconds(os.getpid())
-        wall = timed(prepare_file, src, os.urandom(32), mode, out, account)
+        start = time.perf_counter()
+        prepared = prepare_file(src, secret, mode, out, account)
+        wall = time.perf_counter() - start
         cpu = tree_cpu_seconds(os.getpid()) - cpu0
         written = sum(p.stat().st_size for p in out.iterdir())
-        empty(out)
         rate = mib / wall
         rows.append(
             (
@@ -197,7 +204,35 @@ def bench_commit_and_pipeline(work: Path, size: int, rows: list, result: dict) -
         )
         result[f"pipeline_{key}_mib_s"] = round(rate, 1)
         result[f"pipeline_{key}_cpu_s_per_gib"] = round(cpu / (size / GIB), 1)
+        if key == "ec":
+            bench_reassembly(work, src, prepared, secret, rows, result)
+        empty(out)
     src.unlink()
+
+
+def bench_reassembly(
+    work: Path, src: Path, prepared, secret: bytes, rows: list, result: dict
+) -> None:
+    """Rebuild the file from its 10 data shares (no decoding) and from 10 parity shares."""
+    m = prepared.manifest.manifest
+    mib = m.file_size / MIB
+    for label, chosen in (("data shares 0-9", range(10)), ("parity shares 20-29", range(20, 30))):
+        back = work / "back.bin"
+        paths = {i: prepared.shares[i].piece_path for i in chosen}
+        start = time.perf_counter()
+        reassemble_from_share_files(prepared.manifest, secret, paths, back)
+        wall = time.perf_counter() - start
+        if not filecmp.cmp(src, back, shallow=False):
+            raise SystemExit("reassembled file differs from the input")
+        back.unlink()
+        rows.append(
+            (
+                f"reassemble 10-of-30 from {label}",
+                f"{mib / wall:,.0f} MiB/s",
+                "verify roots, decode, decrypt, digest, fsync",
+            )
+        )
+        result[f"reassemble_{label.split()[0]}_mib_s"] = round(mib / wall, 1)
 
 
 def bench_proofs(work: Path, total: int, rows: list, result: dict) -> None:

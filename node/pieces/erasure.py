@@ -59,9 +59,10 @@ class StripeCoder:
             return data
         return [*data, *self._encoder.encode(data, self._parity)]
 
-    def decode(self, blocks: Mapping[int, Block], length: int) -> bytes:
+    def decode(self, blocks: Mapping[int, Block], length: int) -> list[Block]:
         """
-        The stripe's ``length`` bytes from any ``k`` of its blocks.
+        The ``k`` data blocks of a stripe of ``length`` bytes from any ``k`` of its blocks
+        (their concatenation, cut at ``length``, is the stripe).
 
         Parameters
         ----------
@@ -81,8 +82,6 @@ class StripeCoder:
             if len(blocks[i]) != size:
                 raise InvalidArgument(f"block of share {i} is {len(blocks[i])} bytes, not {size}")
         if chosen[-1] < self.k:
-            data = b"".join(blocks[i] for i in chosen)
-        else:
-            # Indices are distinct (dict keys) and in range: zfec hangs on duplicates.
-            data = b"".join(self._decoder.decode([blocks[i] for i in chosen], chosen))
-        return data[:length]
+            return [blocks[i] for i in chosen]
+        # Indices are distinct (dict keys) and in range: zfec hangs on duplicates.
+        return list(self._decoder.decode([blocks[i] for i in chosen], chosen))

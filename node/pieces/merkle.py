@@ -153,27 +153,79 @@ class _LayerTask:
     read_size: int
 
 
-def _layer_of_range(task: _LayerTask) -> bytes:
-    """Worker: the layer entries of chunks ``[first_chunk, end_chunk)`` of a piece file."""
+def _layer_of_range(task: _LayerTask) -> bytes | None:
+    """Worker: the layer entries of chunks ``[first_chunk, end_chunk)`` of a piece file,
+    or None if the file cannot be read or is shorter than ``piece_size``."""
     per_read = max(1, task.read_size // CHUNK_SIZE) * CHUNK_SIZE
     buffer = bytearray(per_read)
     view = memoryview(buffer)
     layer = bytearray()
     position = task.first_chunk * CHUNK_SIZE
     end = min(task.end_chunk * CHUNK_SIZE, task.piece_size)
-    fd = os.open(task.path, os.O_RDONLY)
+    try:
+        fd = os.open(task.path, os.O_RDONLY)
+    except OSError:
+        return None
     try:
         while position < end:
             want = min(per_read, end - position)
-            got = os.preadv(fd, [view[:want]], position)
-            if got != want:
-                raise UnreadableInput(f"{task.path}: shorter than {task.piece_size} bytes")
+            if os.preadv(fd, [view[:want]], position) != want:
+                return None
             for offset in range(0, want, CHUNK_SIZE):
                 layer += chunk_root(view[offset : min(offset + CHUNK_SIZE, want)])
             position += want
+    except OSError:
+        return None
     finally:
         os.close(fd)
     return bytes(layer)
+
+
+def piece_roots_and_layers(
+    pieces: Sequence[tuple[str | os.PathLike[str], int]],
+    *,
+    pool: Executor | None = None,
+    config: PiecesConfig = DEFAULT_CONFIG,
+) -> list[tuple[Hash32, bytes] | None]:
+    """
+    Commitments of several stored pieces at once, all their chunks spread over the workers.
+
+    Parameters
+    ----------
+    pieces :
+        ``(path, piece_size)`` of each piece; only the first ``piece_size`` bytes count.
+    pool, config :
+        As for ``piece_root_and_layer``.
+
+    Returns
+    -------
+    commitments : list
+        ``(root, layer)`` per piece, in order, or None for a file that cannot be read or
+        is shorter than its size.
+    """
+    total = sum(size for _, size in pieces)
+    executor = pool_for(pool, config, total)
+    per_task = max(1, config.task_size // CHUNK_SIZE)
+    if executor is not None:
+        # At least two tasks per worker, so that a slow worker does not hold the end.
+        chunks = sum(piece_chunk_count(size) for _, size in pieces)
+        per_task = min(per_task, max(1, chunks // (2 * config.worker_count())))
+    tasks, owners = [], []
+    for number, (path, size) in enumerate(pieces):
+        for a, b in split_range(0, piece_chunk_count(size), per_task):
+            tasks.append(_LayerTask(os.fspath(path), size, a, b, config.read_size))
+            owners.append(number)
+    parts: list[list[bytes | None]] = [[] for _ in pieces]
+    for number, part in zip(owners, run_tasks(executor, _layer_of_range, tasks), strict=True):
+        parts[number].append(part)
+    results: list[tuple[Hash32, bytes] | None] = []
+    for piece_parts in parts:
+        if any(part is None for part in piece_parts):
+            results.append(None)
+        else:
+            layer = b"".join(p for p in piece_parts if p is not None)
+            results.append((root_of_layer(layer), layer))
+    return results
 
 
 def piece_root_and_layer(
@@ -205,22 +257,10 @@ def piece_root_and_layer(
         piece_size = os.stat(name).st_size
     except OSError as exc:
         raise UnreadableInput(f"{name}: {exc.strerror}") from exc
-    chunks = piece_chunk_count(piece_size)
-    per_task = max(1, config.task_size // CHUNK_SIZE)
-    executor = pool_for(pool, config, piece_size)
-    if executor is not None:
-        # At least two tasks per worker, so that a slow worker does not hold the end.
-        per_task = min(per_task, max(1, chunks // (2 * config.worker_count())))
-    tasks = [
-        _LayerTask(name, piece_size, a, b, config.read_size)
-        for a, b in split_range(0, chunks, per_task)
-    ]
-    try:
-        parts = run_tasks(executor, _layer_of_range, tasks)
-    except OSError as exc:
-        raise UnreadableInput(f"{name}: {exc.strerror}") from exc
-    layer = b"".join(parts)
-    return root_of_layer(layer), layer
+    result = piece_roots_and_layers([(name, piece_size)], pool=pool, config=config)[0]
+    if result is None:
+        raise UnreadableInput(f"{name}: unreadable, or shrank while it was read")
+    return result
 
 
 def piece_root(data: bytes | bytearray | memoryview) -> Hash32:

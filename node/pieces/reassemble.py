@@ -17,6 +17,7 @@ stripe.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import os
 from collections.abc import Mapping
@@ -31,6 +32,7 @@ from node.pieces.errors import (
     NotEnoughShares,
     Tampered,
     UnreadableInput,
+    UnwritableOutput,
 )
 from node.pieces.files import (
     ensure_space,
@@ -40,11 +42,10 @@ from node.pieces.files import (
     reserve,
     temp_path,
 )
-from node.pieces.layer import read_chunk
+from node.pieces.layout import CHUNK_SIZE
 from node.pieces.manifest import Manifest, SignedManifest
-from node.pieces.merkle import piece_root_and_layer
+from node.pieces.merkle import piece_roots_and_layers
 from node.pieces.stripes import StripeCodec
-from node.pieces.workers import pool_for
 
 _Spooled = tuple[int, int]
 """``(offset, length)`` of a chunk parked in the spool file."""
@@ -83,6 +84,8 @@ class Reassembler:
         self._mac = keys.plaintext_mac()
         self._config = config
         self.out_path = Path(out_path)
+        if not self.out_path.parent.is_dir():
+            raise UnwritableOutput(f"{self.out_path.parent}: not a directory")
         ensure_space(self.out_path.parent, m.file_size)
         self._tmp = temp_path(self.out_path)
         self._fd = os.open(self._tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
@@ -115,7 +118,7 @@ class Reassembler:
         """True once stripe ``stripe`` is decoded and written."""
         return bool(self._done[stripe])
 
-    def add(self, stripe: int, share_index: int, data: bytes) -> bool:
+    def add(self, stripe: int, share_index: int, data: bytes | bytearray | memoryview) -> bool:
         """
         Give chunk ``stripe`` of share ``share_index`` (verified against its layer by the
         caller, or not: the AEAD catches what the layer would have).
@@ -147,7 +150,7 @@ class Reassembler:
         held = self._pending.setdefault(stripe, {})
         if share_index in held:
             return False
-        held[share_index] = self._hold(bytes(data))
+        held[share_index] = self._hold(data if isinstance(data, bytes) else bytes(data))
         if len(held) == self.manifest.k:
             self._complete(stripe, self._pending.pop(stripe))
         return True
@@ -213,17 +216,21 @@ class Reassembler:
     def _complete(self, stripe: int, held: dict[int, bytes | _Spooled]) -> None:
         blocks = {share: self._release(h) for share, h in held.items()}
         plaintext = self._codec.decode(stripe, blocks)
-        pwrite_all(self._fd, plaintext, self._codec.plaintext_span(stripe)[0])
+        offset = self._codec.plaintext_span(stripe)[0]
+        for chunk in plaintext:
+            pwrite_all(self._fd, chunk, offset)
+            offset += len(chunk)
         self._done[stripe] = 1
         self._remaining -= 1
         self._advance_mac(plaintext, stripe)
 
-    def _advance_mac(self, plaintext: bytes | None, stripe: int) -> None:
+    def _advance_mac(self, plaintext: list[bytes] | None, stripe: int) -> None:
         """Feed the digest every rebuilt stripe in file order: from memory for the stripe
         just rebuilt, read back from the output for those rebuilt earlier out of order."""
         while self._mac_next < self.stripes and self._done[self._mac_next]:
             if self._mac_next == stripe and plaintext is not None:
-                self._mac.update(plaintext)
+                for chunk in plaintext:
+                    self._mac.update(chunk)
             else:
                 offset, length = self._codec.plaintext_span(self._mac_next)
                 self._mac.update(os.pread(self._fd, length, offset))
@@ -277,47 +284,47 @@ def reassemble_from_share_files(
             raise InvalidArgument(f"share index {index} out of range for n = {m.n}")
     good: list[int] = []
     excluded: dict[int, str] = {}
-    executor = pool_for(pool, config, m.k * m.share_size)
-    for index in sorted(share_paths):
-        if len(good) == m.k:
-            break
-        reason = _check_share(
-            share_paths[index], m.shares[index].root, m.share_size, executor, config
+    candidates = sorted(share_paths)
+    while len(good) < m.k and candidates:
+        batch, candidates = candidates[: m.k - len(good)], candidates[m.k - len(good) :]
+        sized = []
+        for index in batch:
+            try:
+                actual = os.stat(share_paths[index]).st_size
+            except OSError as exc:
+                excluded[index] = f"unreadable: {exc.strerror}"
+                continue
+            if actual != m.share_size:
+                excluded[index] = f"{actual} bytes, expected {m.share_size}"
+            else:
+                sized.append(index)
+        commitments = piece_roots_and_layers(
+            [(share_paths[i], m.share_size) for i in sized], pool=pool, config=config
         )
-        if reason is None:
-            good.append(index)
-        else:
-            excluded[index] = reason
+        for index, commitment in zip(sized, commitments, strict=True):
+            if commitment is None:
+                excluded[index] = "unreadable"
+            elif commitment[0] != m.shares[index].root:
+                excluded[index] = "does not match its root"
+            else:
+                good.append(index)
     if len(good) < m.k:
         raise NotEnoughShares(
             f"{len(good)} good shares of {m.n}, {m.k} needed; excluded: {excluded}", excluded
         )
-    with Reassembler(m, secret, out_path, config=config) as rebuilt:
+    with contextlib.ExitStack() as files, Reassembler(m, secret, out_path, config=config) as out:
+        fds = {}
+        for index in good:
+            try:
+                fds[index] = os.open(share_paths[index], os.O_RDONLY)
+            except OSError as exc:
+                raise UnreadableInput(f"{share_paths[index]}: {exc.strerror}") from exc
+            files.callback(os.close, fds[index])
         for stripe in range(m.stripes):
-            for index in good:
-                chunk = read_chunk(share_paths[index], m.share_size, stripe)
-                rebuilt.add(stripe, index, chunk)
-        return rebuilt.finish()
-
-
-def _check_share(
-    path: str | os.PathLike[str],
-    root: bytes,
-    size: int,
-    executor: Executor | None,
-    config: PiecesConfig,
-) -> str | None:
-    """Why this share file is unusable, or None if it matches its root."""
-    try:
-        actual = os.stat(path).st_size
-    except OSError as exc:
-        return f"unreadable: {exc.strerror}"
-    if actual != size:
-        return f"{actual} bytes, expected {size}"
-    try:
-        computed, _ = piece_root_and_layer(path, pool=executor, config=config)
-    except UnreadableInput as exc:
-        return f"unreadable: {exc}"
-    if computed != root:
-        return "does not match its root"
-    return None
+            size = m.block_size(stripe)
+            for index, fd in fds.items():
+                chunk = os.pread(fd, size, stripe * CHUNK_SIZE)
+                if len(chunk) != size:
+                    raise UnreadableInput(f"{share_paths[index]}: shrank while it was read")
+                out.add(stripe, index, chunk)
+        return out.finish()

@@ -83,12 +83,12 @@ class StripeCodec:
             return [chunks[0] for chunks in sealed]
         return self._coder.encode(sealed[0])
 
-    def decode(self, stripe: int, blocks: Mapping[int, Block]) -> bytes:
+    def decode(self, stripe: int, blocks: Mapping[int, Block]) -> list[bytes]:
         """
-        The plaintext of stripe ``stripe`` from chunk ``stripe`` of any ``k`` shares.
+        The plaintext chunks of stripe ``stripe`` from chunk ``stripe`` of any ``k`` shares.
 
-        Raises ``Tampered`` if a chunk does not authenticate (the output is never partly
-        decrypted), ``NotEnoughShares`` with fewer than ``k`` blocks.
+        Raises ``Tampered`` if a chunk does not authenticate (nothing of the stripe is
+        returned then), ``NotEnoughShares`` with fewer than ``k`` blocks.
         """
         self._check(stripe)
         if self._coder is None:
@@ -97,16 +97,19 @@ class StripeCodec:
                 raise InvalidArgument(f"share index {share} out of range for n={self.n}")
             if len(blocks[share]) != self.block_size(stripe):
                 raise InvalidArgument(f"chunk {stripe} of share {share} has the wrong size")
-            return self._ciphers[share].open(stripe, stripe == self.chunks - 1, blocks[share])
+            return [self._ciphers[share].open(stripe, stripe == self.chunks - 1, blocks[share])]
         offset, length = stripe_span(self.file_size, self.k, stripe)
-        ciphertext = memoryview(self._coder.decode(blocks, length))
+        data = self._coder.decode(blocks, length)
+        if length == self.k * CHUNK_SIZE:
+            ciphertext = data  # a full stripe: data block i is ciphertext chunk i
+        else:
+            joined = memoryview(b"".join(data))[:length]
+            ciphertext = [joined[o : o + CHUNK_SIZE] for o in range(0, length, CHUNK_SIZE)]
         first = offset // CHUNK_SIZE
-        return b"".join(
-            self._ciphers[0].open(
-                c, c == self.chunks - 1, ciphertext[(c - first) * CHUNK_SIZE :][:CHUNK_SIZE]
-            )
-            for c in range(first, min(first + self.k, self.chunks))
-        )
+        return [
+            self._ciphers[0].open(first + i, first + i == self.chunks - 1, chunk)
+            for i, chunk in enumerate(ciphertext)
+        ]
 
     def _check(self, stripe: int) -> None:
         if not 0 <= stripe < self.stripes:

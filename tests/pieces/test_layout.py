@@ -51,6 +51,16 @@ def test_tiny_file_shares():
     assert share_size(0, 1) == 16
 
 
+def test_one_gib_example_of_the_docs():
+    size = 1 << 30
+    assert chunk_count(size) == 4097
+    assert ciphertext_size(size) == 1_073_807_376
+    assert stripe_count(size, 10) == 410
+    assert stripe_span(size, 10, 409)[1] == 1_638_416
+    assert block_size(size, 10, 409) == 163_842
+    assert share_size(size, 10) == 409 * CHUNK_SIZE + 163_842 == 107_380_738
+
+
 @given(st.integers(0, 40 * CHUNK_SIZE), st.integers(1, 12))
 @settings(max_examples=200, deadline=None)
 def test_stripes_tile_the_ciphertext(size, k):

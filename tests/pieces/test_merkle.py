@@ -17,6 +17,7 @@ from node.pieces.merkle import (
     leaf_hashes,
     piece_root,
     piece_root_and_layer,
+    piece_roots_and_layers,
     root_of_layer,
     split_layer,
 )
@@ -116,3 +117,18 @@ def test_piece_root_and_layer_of_file(tmp_path, config, size):
 def test_piece_root_and_layer_unreadable(tmp_path):
     with pytest.raises(UnreadableInput):
         piece_root_and_layer(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("config", [INLINE, PARALLEL], ids=["inline", "parallel"])
+def test_several_pieces_at_once(tmp_path, config):
+    blobs = [os.urandom(n) for n in (1, 3 * C + 9, C)]
+    paths = []
+    for i, blob in enumerate(blobs):
+        paths.append(tmp_path / f"p{i}")
+        paths[-1].write_bytes(blob)
+    pieces = [(p, len(b)) for p, b in zip(paths, blobs, strict=True)]
+    pieces.append((paths[1], 3 * C + 10))  # one byte longer than the file: unreadable
+    pieces.append((tmp_path / "missing", 5))
+    results = piece_roots_and_layers(pieces, config=config)
+    assert results[:3] == [(merkle_root(b), layer_of(b)) for b in blobs]
+    assert results[3:] == [None, None]

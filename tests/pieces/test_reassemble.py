@@ -14,6 +14,7 @@ from node.pieces.errors import (
     NotEnoughShares,
     RemoteError,
     Tampered,
+    UnwritableOutput,
     WrongKey,
 )
 from node.pieces.layer import read_chunk
@@ -133,6 +134,12 @@ def test_wrong_key_before_anything_is_read(prepared, tmp_path):
     with pytest.raises(WrongKey):
         Reassembler(p.manifest, b"\x08" * 32, tmp_path / "back")
     assert listing(tmp_path) == []
+
+
+def test_output_directory_must_exist(prepared, tmp_path):
+    _, p = prepared
+    with pytest.raises(UnwritableOutput):
+        Reassembler(p.manifest, SECRET, tmp_path / "nowhere" / "back")
 
 
 def test_finish_needs_every_stripe_and_keeps_state(prepared, tmp_path, secret):
