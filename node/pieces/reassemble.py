@@ -87,13 +87,6 @@ class Reassembler:
         if not self.out_path.parent.is_dir():
             raise UnwritableOutput(f"{self.out_path.parent}: not a directory")
         ensure_space(self.out_path.parent, m.file_size)
-        self._tmp = temp_path(self.out_path)
-        self._fd = os.open(self._tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            reserve(self._fd, m.file_size, self.out_path.parent)
-        except BaseException:
-            self.abort()
-            raise
         self._done = bytearray(m.stripes)
         self._remaining = m.stripes
         self._mac_next = 0
@@ -102,7 +95,17 @@ class Reassembler:
         self._spool_path = temp_path(self.out_path.with_name(self.out_path.name + ".spool"))
         self._spool_fd: int | None = None
         self._spool_end = 0
+        self._tmp = temp_path(self.out_path)
+        try:
+            self._fd = os.open(self._tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        except OSError as exc:
+            raise UnwritableOutput(f"{self._tmp}: {exc.strerror}") from exc
         self._closed = False
+        try:
+            reserve(self._fd, m.file_size, self.out_path.parent)
+        except BaseException:
+            self.abort()
+            raise
 
     @property
     def stripes(self) -> int:
