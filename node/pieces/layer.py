@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from hashlib import sha256
 from pathlib import Path
 
 from contracts.spec.commitment import (
     LEAF_SIZE,
-    NODE_PREFIX,
     Hash32,
     leaf_count,
     pad_leaf,
@@ -37,23 +35,7 @@ from node.pieces.layout import (
     piece_chunk_count,
     piece_chunk_size,
 )
-from node.pieces.merkle import HASH_SIZE, chunk_root, leaf_hashes, split_layer
-
-
-def tree_levels(nodes: Sequence[bytes]) -> list[list[bytes]]:
-    """
-    Every level of the RFC 9162 tree over ``nodes``, bottom first, built as in
-    ``node.pieces.merkle.fold`` (an odd last node is carried up unchanged).
-    """
-    levels = [list(nodes)]
-    while len(levels[-1]) > 1:
-        level = levels[-1]
-        pairs = iter(level)
-        upper = [sha256(NODE_PREFIX + a + b).digest() for a, b in zip(pairs, pairs, strict=False)]
-        if len(level) & 1:
-            upper.append(level[-1])
-        levels.append(upper)
-    return levels
+from node.pieces.merkle import HASH_SIZE, chunk_root, leaf_hashes, split_layer, tree_levels
 
 
 def audit_path(levels: Sequence[Sequence[bytes]], index: int) -> list[Hash32]:

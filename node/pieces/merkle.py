@@ -55,24 +55,29 @@ def leaf_hashes(data: bytes | bytearray | memoryview) -> list[bytes]:
     return out
 
 
-def fold(nodes: Sequence[bytes]) -> Hash32:
+def tree_levels(nodes: Sequence[bytes]) -> list[list[bytes]]:
     """
-    RFC 9162 Merkle Tree Hash over already-hashed nodes, level by level.
+    Every level of the RFC 9162 tree over ``nodes``, bottom first, built level by level:
+    neighbours pair up and an odd last node is carried up unchanged.
 
-    Equal to ``contracts.spec.commitment.root_of_nodes``: at every level the nodes of the
-    left, largest power-of-two part pair among themselves, and an odd last node is the
-    root of the right part so far, carried up until it meets its sibling.
+    That is RFC 9162's tree (split at the largest power of two below ``n``): at every
+    level the nodes of the left, power-of-two part pair among themselves, and an odd last
+    node is the root of the right part so far, carried up until it meets its sibling.
     """
-    if not nodes:
-        return EMPTY_ROOT
-    level = list(nodes)
-    while len(level) > 1:
+    levels = [list(nodes)]
+    while len(levels[-1]) > 1:
+        level = levels[-1]
         pairs = iter(level)
         upper = [sha256(NODE_PREFIX + a + b).digest() for a, b in zip(pairs, pairs, strict=False)]
         if len(level) & 1:
             upper.append(level[-1])
-        level = upper
-    return Hash32(level[0])
+        levels.append(upper)
+    return levels
+
+
+def fold(nodes: Sequence[bytes]) -> Hash32:
+    """RFC 9162 Merkle Tree Hash over already-hashed nodes (``root_of_nodes``, faster)."""
+    return Hash32(tree_levels(nodes)[-1][0]) if nodes else EMPTY_ROOT
 
 
 def chunk_root(data: bytes | bytearray | memoryview) -> Hash32:

@@ -21,14 +21,13 @@ from node.pieces.layer import (
     chunk_proof,
     prove_leaf,
     read_layer,
-    tree_levels,
     verify_chunk,
     verify_chunk_proof,
     verify_layer,
     write_layer,
 )
 from node.pieces.layout import CHUNK_SIZE
-from node.pieces.merkle import layer_of, split_layer
+from node.pieces.merkle import layer_of, split_layer, tree_levels
 
 from .helpers import LEAF, pseudo_random
 
