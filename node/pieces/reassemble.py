@@ -264,9 +264,9 @@ def reassemble_from_share_files(
     """
     Rebuild a file from share files on disk.
 
-    Shares are checked against their roots in share order (data shares first, as they
-    need no decoding) until ``k`` good ones are found; a missing, wrong-sized or corrupt
-    share is excluded and the next one tried.
+    The first ``k`` shares in share order (data shares first: they need no decoding) are
+    checked against their roots, all at once on the workers; a missing, wrong-sized or
+    corrupt share is excluded and replaced by the next, until ``k`` are good.
 
     Parameters
     ----------
