@@ -7,10 +7,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from node.pieces import files
 from node.pieces.config import PiecesConfig
 from node.pieces.errors import (
     CorruptShare,
     InvalidArgument,
+    NoSpace,
     NotEnoughShares,
     RemoteError,
     Tampered,
@@ -205,3 +207,11 @@ def test_chunks_swapped_between_stripes_are_detected(prepared, tmp_path, secret)
         rebuilt.add(1, 0, chunk(p, 0, 2))
         with pytest.raises(Tampered):
             rebuilt.add(1, 1, chunk(p, 1, 2))
+
+
+def test_no_space_for_the_output(prepared, tmp_path, monkeypatch):
+    _, p = prepared
+    monkeypatch.setattr(files, "free_space", lambda directory: 10)
+    with pytest.raises(NoSpace):
+        Reassembler(p.manifest, SECRET, tmp_path / "back")
+    assert listing(tmp_path) == []
