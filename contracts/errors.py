@@ -32,7 +32,7 @@ class ArtifactError(LocalError):
     """A compiled contract artifact is missing or malformed."""
 
 
-class NoAccount(LocalError):  # noqa: N818 (names are the API)
+class NoAccount(LocalError):
     """A write was attempted through a client that has no account to sign with."""
 
 
@@ -40,15 +40,15 @@ class RemoteError(LedgerError):
     """The chain or its RPC node refused or misbehaved."""
 
 
-class RpcUnavailable(RemoteError):  # noqa: N818 (names are the API)
+class RpcUnavailable(RemoteError):
     """The JSON-RPC endpoint cannot be reached or answered garbage."""
 
 
-class ChainMismatch(RemoteError):  # noqa: N818 (names are the API)
+class ChainMismatch(RemoteError):
     """The node serves another chain, or no contract at the deployment's addresses."""
 
 
-class TransactionFailed(RemoteError):  # noqa: N818 (names are the API)
+class TransactionFailed(RemoteError):
     """A transaction failed without a decodable reason, or was dropped by the node."""
 
     def __init__(self, message: str, tx_hash: str | None = None) -> None:
@@ -60,7 +60,7 @@ class TransactionStuck(TransactionFailed):
     """A transaction was not mined, even after resubmitting it with higher fees."""
 
 
-class Reverted(RemoteError):  # noqa: N818 (names are the API)
+class Reverted(RemoteError):
     """
     A call or transaction reverted. ``reason`` is the contract's revert string (empty when
     there was none, e.g. a failed ABI decode), ``module`` its prefix before the colon.

@@ -29,8 +29,9 @@ from brownie.project.sources import Sources
 from eth_account.signers.local import LocalAccount
 from ledger_helpers import TEST_PARAMS, TOKEN
 
+from contracts.chain import connect
 from contracts.deployment import MarketParams
-from contracts.devnet import dev_accounts
+from contracts.devnet import deploy, dev_accounts, fund, start_anvil
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "contracts" / "src"
@@ -161,3 +162,38 @@ def ledger(ledger_session: Ledger) -> Iterator[Ledger]:
 def rng(request: pytest.FixtureRequest) -> random.Random:
     """A random generator seeded by the test's name, so that failures reproduce."""
     return random.Random(request.node.nodeid)
+
+
+# ---------------------------------------------------------------- web3 (no brownie)
+
+
+@dataclass
+class Devnet:
+    """An anvil of its own with a deployed ledger, for the web3 tests of contracts.chain."""
+
+    node: Any
+    deployment: Any
+    keys: list[LocalAccount]
+
+    @property
+    def url(self) -> str:
+        return str(self.node.url)
+
+
+@pytest.fixture(scope="module")
+def devnet_session() -> Iterator[Devnet]:
+    with start_anvil() as node:
+        web3 = connect(node.url)
+        keys = dev_accounts(6)
+        deployment = deploy(web3, keys[0], TEST_PARAMS)
+        fund(web3, deployment, keys[0], [k.address for k in keys], tokens=INITIAL_TOKENS)
+        yield Devnet(node=node, deployment=deployment, keys=keys)
+
+
+@pytest.fixture
+def devnet(devnet_session: Devnet) -> Iterator[Devnet]:
+    """The devnet, reverted to its freshly deployed state after the test."""
+    web3 = connect(devnet_session.url)
+    snapshot = web3.provider.make_request("evm_snapshot", [])["result"]
+    yield devnet_session
+    web3.provider.make_request("evm_revert", [snapshot])
