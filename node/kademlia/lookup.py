@@ -109,28 +109,39 @@ class Lookup:
     # --- inputs -------------------------------------------------------------------------
 
     def next_queries(self) -> list[Candidate]:
-        """Candidates to query now (marked WAITING). Empty when nothing more is to be sent."""
+        """
+        Candidates to query now (marked WAITING), and each path's convergence updated in the
+        same pass: a path has converged when no candidate among its k closest that did not
+        fail or stall is still to be asked or awaited.
+        """
         out: list[Candidate] = []
         if self.done:
             return out
+        k = self.k
         for path in self.paths:
             if path.converged:
                 continue
             budget = self.alpha - path.in_flight
             window = 0
+            pending = False
             for c in path.candidates:
-                if window >= self.k:
+                if window >= k:
                     break
                 state = c.state
                 if state is CandidateState.FAILED or state is CandidateState.STALLED:
                     continue
                 window += 1
-                if state is CandidateState.NEW and budget > 0:
-                    c.state = CandidateState.WAITING
-                    path.in_flight += 1
-                    budget -= 1
-                    self.queried += 1
-                    out.append(c)
+                if state is CandidateState.NEW:
+                    pending = True
+                    if budget > 0:
+                        c.state = CandidateState.WAITING
+                        path.in_flight += 1
+                        budget -= 1
+                        self.queried += 1
+                        out.append(c)
+                elif state is CandidateState.WAITING:
+                    pending = True
+            path.converged = not pending
         return out
 
     def on_reply(self, c: Candidate, closer: tuple[PeerInfo, ...]) -> None:
@@ -175,20 +186,20 @@ class Lookup:
     # --- state --------------------------------------------------------------------------
 
     def check_done(self) -> bool:
-        """Update and return whether the lookup is over."""
-        if self.done:
-            return True
-        if (self.kind is LookupKind.GET_VALUE and self.value is not None) or (
-            self.kind is LookupKind.GET_PROVIDERS
-            and self.want is not None
-            and len(self.records) >= self.want
-        ):
-            self.done = True
-        else:
-            for path in self.paths:
-                if not path.converged:
-                    path.converged = self._converged(path)
-            self.done = all(p.converged for p in self.paths)
+        """
+        Whether the lookup is over: its result is in (a value, ``want`` providers) or every
+        path converged as of the last ``next_queries``.
+        """
+        if not self.done:
+            self.done = (
+                (self.kind is LookupKind.GET_VALUE and self.value is not None)
+                or (
+                    self.kind is LookupKind.GET_PROVIDERS
+                    and self.want is not None
+                    and len(self.records) >= self.want
+                )
+                or all(p.converged for p in self.paths)
+            )
         return self.done
 
     def closest(self) -> list[Candidate]:
@@ -217,16 +228,3 @@ class Lookup:
         p = self.paths[path]
         insort(p.candidates, c)
         p.converged = False
-
-    def _converged(self, path: _Path) -> bool:
-        window = 0
-        for c in path.candidates:
-            state = c.state
-            if state is CandidateState.FAILED or state is CandidateState.STALLED:
-                continue
-            if state is not CandidateState.ANSWERED:
-                return False
-            window += 1
-            if window >= self.k:
-                return True
-        return True

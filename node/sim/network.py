@@ -233,6 +233,11 @@ class SimNetwork:
     def _fire_timer(self, node: SimNode, t: float) -> None:
         if not node.alive or node.timer_at != t:
             return
+        due = node.core.get_timer()
+        if due > self.now:  # what this wake-up was for is gone (the reply came first)
+            node.timer_at = due
+            self.queue.at(due, self._fire_timer, node, due)
+            return
         node.timer_at = math.inf
         node.core.handle_timer(self.now)
         self.pump(node)
