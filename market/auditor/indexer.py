@@ -203,10 +203,11 @@ class Indexer:
         books: dict[str, ProviderBook] = {}
         proven: set[tuple[str, int]] = set()
         kinds = [c.__name__ for c in (DealAccepted, SlotRetired, ProviderTerminated, ProofSubmitted)]
+        cursor = self.cursor
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(db.events.c.kind, db.events.c.data)
-                .where(db.events.c.kind.in_(kinds))
+                .where(db.events.c.kind.in_(kinds), db.events.c.block_number < cursor)
                 .order_by(db.events.c.block_number, db.events.c.log_index)
             )
             for kind, data in rows:
