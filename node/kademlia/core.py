@@ -462,9 +462,38 @@ class KademliaNode:
 
     def _seen(self, peer: PeerInfo, now: float) -> None:
         result = self.table.seen(peer, now)
-        if result.outcome is Seen.CACHED and result.ping is not None:
+        if result.outcome is Seen.ADDED:
+            self._hand_over(peer, now)
+        elif result.outcome is Seen.CACHED and result.ping is not None:
             # Section 2.2: ping the least-recently seen contact; evict it only if it fails.
             self._send(result.ping, Ping(self.addrs), _Purpose.PING, now)
+
+    def _hand_over(self, newcomer: PeerInfo, now: float) -> None:
+        """
+        Section 2.5: a node that learns of a new node stores on it the pairs for which the
+        new node is among the k closest. So that one node does it and not k, only the
+        holder closest to the key (by its own table, the newcomer aside) hands over.
+        """
+        store = self.store
+        if not store.providers and not store.values:
+            return
+        k = self.config.k
+        new_n = id_int(newcomer.node_id)
+        keys = list(store.providers) + list(store.values)
+        for key in keys:
+            key_n = id_int(key)
+            mine = self.n ^ key_n
+            others = self.table.closest(key_n, k, exclude=newcomer.node_id)
+            if others and id_int(others[0].node_id) ^ key_n < mine:
+                continue  # a closer holder will do it
+            if len(others) >= k and id_int(others[-1].node_id) ^ key_n < new_n ^ key_n:
+                continue  # the newcomer is not among the k closest
+            for record in store.get_records(key, now, self._reply_cap(), self.rng):
+                self._send(newcomer, AddProvider(self.addrs, record), _Purpose.STORE, now)
+            stored = store.get_value(key, now)
+            if stored is not None:
+                message = PutValue(self.addrs, stored.value, int(stored.expiry))
+                self._send(newcomer, message, _Purpose.STORE, now)
 
     def _sample_rtt(self, r: float) -> None:
         # RFC 6298 section 2 (alpha = 1/8, beta = 1/4).

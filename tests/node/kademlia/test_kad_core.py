@@ -18,6 +18,7 @@ from node.kademlia.lookup import LookupKind
 from node.kademlia.messages import (
     REPLY_TYPE,
     AddProvider,
+    Address,
     Error,
     FindNode,
     GetProviders,
@@ -282,3 +283,18 @@ def test_fuzzed_requests_are_answered_never_raised(msg: object, junk: bytes, at:
     if not isinstance(decoded, tuple(REPLY_TYPE)):  # a reply where a request was expected
         assert isinstance(reply, Error)
     assert type(reply) in (*REPLY_TYPE.values(), Error)
+
+
+def test_new_node_closest_to_a_key_is_handed_its_records(net: MemNet) -> None:
+    nodes = net.build(30)
+    store_result(net, nodes[1], nodes[1].provide(ASKS_KEY, b"ask", net.now))
+    # A node whose id is next to the key joins (ids are hashes in real life; here we place it).
+    near = bytes(ASKS_KEY[:-1]) + bytes([ASKS_KEY[-1] ^ 1])
+    newcomer = KademliaNode(near, (Address("10.200.0.1", 4001),), CFG, net.rng, net.now)
+    net.nodes[near] = newcomer
+    net.events[near] = []
+    newcomer.bootstrap([net.peer(nodes[0])], net.now)
+    net.run()
+    assert nodes[1].node_id in newcomer.store.providers.get(ASKS_KEY, {})
+    # Exactly one holder handed it over (the closest one), not all k of them.
+    assert newcomer.stats.records_accepted == 1
