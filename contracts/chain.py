@@ -137,7 +137,6 @@ class SlotInfo:
     index: int
     piece_root: bytes
     piece_size: int
-    bounty: int
     deal_id: int
     retired_from: int
     """First period the slot is no longer challenged; 0 while it is."""
@@ -360,7 +359,7 @@ class LedgerClient:
             indices = range(first, min(first + BATCH_SIZE, count))
             raw = self._batch([f.slot(provider, epoch, i) for i in indices], block)
             out += [
-                SlotInfo(epoch, i, bytes(s[0]), s[1], s[2], s[3], s[4])
+                SlotInfo(epoch, i, bytes(s[0]), s[1], s[2], s[3])
                 for i, s in zip(indices, raw, strict=True)
             ]
         return out
@@ -372,18 +371,19 @@ class LedgerClient:
 
     def challenges(self, provider: str) -> list[Challenge]:
         """
-        The current period's challenges of ``provider``, located in its pieces: what its
-        proof must answer, in order. Every read is made at one block (the latest), which
-        must be past the period's seed block.
+        The challenges of ``provider`` for a proof sent now, located in its pieces: what the
+        proof must answer, in order. The proof lands in the next block, so the period is that
+        block's; every read is made at the latest block.
 
         Raises
         ------
         LocalError
-            The seed block is not mined yet, or the provider has nothing to prove.
+            The next block is its period's seed block (wait one block), or the provider has
+            nothing to prove.
         """
         head = self.current_block()
-        period = self.schedule.period_of(head)
-        if head <= self.schedule.seed_block(period):
+        period = self.schedule.period_of(head + 1)
+        if head + 1 == self.schedule.seed_block(period):
             raise LocalError(f"the seed of period {period} is not sealed yet (block {head})")
         state = self.proving_state(provider, head)
         if state.live_leaves == 0:

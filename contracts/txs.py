@@ -129,7 +129,11 @@ class TxSender:
         tx: dict[str, Any] = {"from": self.address, "data": data, "value": value}
         if to is not None:
             tx["to"] = to
-        estimate = rpc_guard(lambda: self.web3.eth.estimate_gas(cast(TxParams, tx)))
+        # "pending": the transaction lands in the next block, and the contract's clock
+        # (proof windows, report windows) must be read as of that block.
+        estimate = rpc_guard(
+            lambda: self.web3.eth.estimate_gas(cast(TxParams, tx), block_identifier="pending")
+        )
         tx["gas"] = int(estimate * self.config.gas_margin)
         tip, max_fee = self._fees()
         hashes: list[bytes] = []

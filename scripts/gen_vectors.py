@@ -232,6 +232,11 @@ def challenge_vectors(rng: random.Random) -> dict[str, Any]:
         [1, 1, 1, 1, 1, 1, 1],
         [7, 0, 0, 9, 1, 0, 33, 2],
         [rng.choice([0, 1, 2, 5, 64, 1000]) for _ in range(37)],
+        # Around the powers of four where the 4-ary sum tree grows a level.
+        [1, 2, 3, 4],
+        [2] * 16 + [3],
+        [rng.randint(0, 9) for _ in range(64)] + [5],
+        [rng.randint(1, 2**40) for _ in range(70)],
     ]
     for slots in layouts:
         total = sum(slots)

@@ -169,7 +169,7 @@ def declare_loss(deal_id: uint256):
     loss_end: uint256 = clock._current_period() + 1
     assert loss_end < self._stop(d), "deals: deal ends before a loss would take effect"
     self.deal[deal_id].loss_end = loss_end
-    assert proving._retire(d.provider, d.epoch, d.slot), (
+    assert proving._retire(d.provider, d.epoch, d.slot, proving._bounty_per_miss(d.collateral)), (
         "proving: too many retirements this period"
     )
     log events.LossDeclared(deal_id=deal_id, provider=d.provider, end_period=loss_end)
@@ -277,7 +277,7 @@ def _settle(deal_id: uint256) -> bool:
         progressed = self._pay_out(deal_id, d, current, stop)
     # Retire the slot once the deal's last challenged period (stop - 1) has come.
     if stop <= current + 1 and proving._slot_live(d.provider, d.epoch, d.slot):
-        if proving._retire(d.provider, d.epoch, d.slot):
+        if proving._retire(d.provider, d.epoch, d.slot, proving._bounty_per_miss(d.collateral)):
             progressed = True
     return progressed
 

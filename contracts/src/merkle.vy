@@ -71,6 +71,26 @@ def _root_from_proof(
 
 @internal
 @pure
+def _verify(
+    root: bytes32,
+    leaf_count: uint256,
+    index: uint256,
+    leaf: Bytes[types.LEAF_SIZE],
+    path: DynArray[bytes32, types.MAX_PROOF_DEPTH],
+) -> bool:
+    """
+    @notice True when `leaf` is leaf `index` of the `leaf_count`-leaf tree with `root`.
+    """
+    if len(leaf) != types.LEAF_SIZE:
+        return False
+    computed: bytes32 = empty(bytes32)
+    ok: bool = False
+    computed, ok = self._root_from_proof(self._hash_leaf(leaf), index, leaf_count, path)
+    return ok and computed == root
+
+
+@internal
+@pure
 def _verify_leaf(
     root: bytes32,
     piece_size: uint256,
@@ -81,11 +101,4 @@ def _verify_leaf(
     """
     @notice True when `leaf` is leaf `index` of the piece of `piece_size` bytes with `root`.
     """
-    if len(leaf) != types.LEAF_SIZE:
-        return False
-    computed: bytes32 = empty(bytes32)
-    ok: bool = False
-    computed, ok = self._root_from_proof(
-        self._hash_leaf(leaf), index, self._leaf_count(piece_size), path
-    )
-    return ok and computed == root
+    return self._verify(root, self._leaf_count(piece_size), index, leaf, path)

@@ -115,15 +115,16 @@ def submit_proof(proofs: DynArray[types.LeafProof, types.MAX_CHALLENGES]):
     assert not self._bit(msg.sender, period, False), "proving: period already proven"
     assert len(proofs) == challenges, "proving: wrong number of proofs"
     seed: bytes32 = blockhash(seed_block)
-    top: uint256 = sumtree._top(msg.sender, s.epoch)
+    height: uint256 = sumtree._height(sumtree.sizes[msg.sender][s.epoch])
     for i: uint256 in range(challenges, bound=types.MAX_CHALLENGES):
         index: uint256 = challenge._challenge_index(seed, msg.sender, period, i, s.live_leaves)
         slot: uint256 = 0
         leaf: uint256 = 0
-        slot, leaf = sumtree._find(msg.sender, s.epoch, index, top)
-        assert merkle._verify_leaf(
+        leaves: uint256 = 0
+        slot, leaf, leaves = sumtree._find(msg.sender, s.epoch, index, height)
+        assert merkle._verify(
             self.slots[msg.sender][s.epoch][slot].piece_root,
-            self.slots[msg.sender][s.epoch][slot].piece_size,
+            leaves,
             leaf,
             proofs[i].leaf,
             proofs[i].path,
@@ -209,7 +210,13 @@ def locate(provider: address, index: uint256) -> (uint256, uint256):
     @return (slot, leaf index within that slot's piece).
     """
     epoch: uint256 = self.states[provider].epoch
-    return sumtree._find(provider, epoch, index, sumtree._top(provider, epoch))
+    slot: uint256 = 0
+    leaf: uint256 = 0
+    leaves: uint256 = 0
+    slot, leaf, leaves = sumtree._find(
+        provider, epoch, index, sumtree._height(sumtree.sizes[provider][epoch])
+    )
+    return slot, leaf
 
 
 @external
@@ -336,7 +343,7 @@ def _add_slot(
     leaves: uint256 = merkle._leaf_count(piece_size)
     index: uint256 = sumtree._append(provider, epoch, leaves)
     self.slots[provider][epoch][index] = types.Slot(
-        piece_root=piece_root, piece_size=piece_size, bounty=bounty, deal_id=deal_id, retired_from=0
+        piece_root=piece_root, piece_size=piece_size, deal_id=deal_id, retired_from=0
     )
     self.states[provider].pending_leaves += leaves
     self.states[provider].pending_bounty += bounty
@@ -353,10 +360,11 @@ def _slot_live(provider: address, epoch: uint256, index: uint256) -> bool:
 
 
 @internal
-def _retire(provider: address, epoch: uint256, index: uint256) -> bool:
+def _retire(provider: address, epoch: uint256, index: uint256, bounty: uint256) -> bool:
     """
-    @notice Queue a live slot for removal from the challenge set from the next period on.
-            The provider must be rolled. Returns False when this period's queue is full.
+    @notice Queue a live slot, whose deal contributes `bounty` per missed period, for
+            removal from the challenge set from the next period on. The provider must be
+            rolled. Returns False when this period's queue is full.
     """
     count: uint256 = self.states[provider].retiring_count
     if count == MAX_RETIREMENTS_PER_PERIOD:
@@ -368,7 +376,7 @@ def _retire(provider: address, epoch: uint256, index: uint256) -> bool:
     self.states[provider].retiring_leaves += merkle._leaf_count(
         self.slots[provider][epoch][index].piece_size
     )
-    self.states[provider].retiring_bounty += self.slots[provider][epoch][index].bounty
+    self.states[provider].retiring_bounty += bounty
     log events.SlotRetired(
         provider=provider,
         deal_id=self.slots[provider][epoch][index].deal_id,
@@ -447,9 +455,9 @@ def _roll(provider: address):
             retired slots in its sum tree.
     """
     current: uint256 = clock._current_period()
+    if self.states[provider].rolled_period >= current:
+        return  # one storage read when already rolled (most calls)
     s: types.ProvingState = self.states[provider]
-    if s.rolled_period >= current:
-        return
     for i: uint256 in range(s.retiring_count, bound=MAX_RETIREMENTS_PER_PERIOD):
         index: uint256 = self.retiring[provider][i]
         sumtree._clear(

@@ -2,52 +2,89 @@
 """
 @title Slot sum tree
 @license MIT
-@notice A Fenwick tree (binary indexed tree; P. M. Fenwick, "A new data structure for
-        cumulative frequency tables", 1994) per (provider, epoch) over the leaf counts of the
-        provider's slots, in slot order. It maps a global challenge index to (slot, leaf) in
-        O(log n) storage reads, so that the proof transaction never iterates over deals.
-@dev Reference reading: contracts/spec/challenge.py `locate`. Slots are 0-based for callers;
-     tree nodes are 1-based: node j holds the sum of slots (j - lowbit(j), j]. A slot is
-     only ever appended at the end or set to zero, never moved.
+@notice A sum tree per (provider, epoch) over the leaf counts of the provider's slots, in
+        slot order. It maps a global challenge index to (slot, leaf) in O(log4 n) storage
+        reads, so that the proof transaction never iterates over deals.
+@dev Reference reading: contracts/spec/challenge.py `locate`. The tree is 4-ary and packed:
+     every storage word holds four 64-bit lanes. A word at level 0 holds the leaf counts of
+     four consecutive slots; a word at level L > 0 holds, in lane c, the sum of the word
+     below it at level L - 1 with index 4 * i + c. A walk from the root therefore reads one
+     word per level, half the levels of a binary (Fenwick) tree, and the last word it reads
+     also gives the found slot's leaf count, which the Merkle verification needs. The tree
+     grows a root level when the slot count passes a power of four. A slot is only ever
+     appended at the end or set to zero, never moved.
 """
 
-# Slot counts stay far below 2**64, so every walk is at most 64 steps.
-MAX_HEIGHT: constant(uint256) = 64
+LANE_BITS: constant(uint256) = 64
+LANE_MASK: constant(uint256) = 2**64 - 1
+LANES: constant(uint256) = 4
+# 4**32 = 2**64 slots: more than any data set will hold.
+MAX_LEVELS: constant(uint256) = 32
 
-# provider -> epoch -> node (1-based) -> sum of the slots the node covers
-nodes: HashMap[address, HashMap[uint256, HashMap[uint256, uint256]]]
+# provider -> epoch -> (level << 128 | index) -> four packed 64-bit sums
+words: HashMap[address, HashMap[uint256, HashMap[uint256, uint256]]]
 # provider -> epoch -> number of slots appended
 sizes: HashMap[address, HashMap[uint256, uint256]]
 
 
 @internal
 @pure
-def _lowbit(j: uint256) -> uint256:
+def _key(level: uint256, index: uint256) -> uint256:
     """
-    @notice The lowest set bit of `j` (j & -j in two's complement).
+    @notice Storage key of the word `index` of `level`.
     """
-    return j & unsafe_add(~j, 1)
+    return (level << 128) | index
+
+
+@internal
+@pure
+def _height(n: uint256) -> uint256:
+    """
+    @notice Levels of a tree of `n` slots: the smallest h >= 1 with 4**h >= n.
+    """
+    h: uint256 = 1
+    capacity: uint256 = LANES
+    for _: uint256 in range(MAX_LEVELS):
+        if capacity >= n:
+            break
+        h += 1
+        capacity = capacity * LANES
+    return h
+
+
+@internal
+@pure
+def _lane(word: uint256, lane: uint256) -> uint256:
+    """
+    @notice The 64-bit sum in `lane` of a packed word.
+    """
+    return (word >> (LANE_BITS * lane)) & LANE_MASK
 
 
 @internal
 def _append(provider: address, epoch: uint256, leaves: uint256) -> uint256:
     """
     @notice Append a slot of `leaves` leaves; returns its 0-based slot index.
-    @dev The new node n covers (n - lowbit(n), n]: its value plus the nodes of its children,
-         which are n - 1, then repeatedly minus their own low bit, while above n - lowbit(n).
     """
-    n: uint256 = self.sizes[provider][epoch] + 1
-    total: uint256 = leaves
-    start: uint256 = n - self._lowbit(n)
-    j: uint256 = n - 1
-    for _: uint256 in range(MAX_HEIGHT):
-        if j <= start:
+    slot: uint256 = self.sizes[provider][epoch]
+    height: uint256 = self._height(slot + 1)
+    if slot > 0 and height > self._height(slot):
+        # The old tree is full: it becomes child 0 of a new root.
+        old_root: uint256 = self.words[provider][epoch][self._key(height - 2, 0)]
+        total: uint256 = 0
+        for c: uint256 in range(LANES):
+            total += self._lane(old_root, c)
+        self.words[provider][epoch][self._key(height - 1, 0)] = total
+    for level: uint256 in range(MAX_LEVELS):
+        if level == height:
             break
-        total += self.nodes[provider][epoch][j]
-        j -= self._lowbit(j)
-    self.nodes[provider][epoch][n] = total
-    self.sizes[provider][epoch] = n
-    return n - 1
+        key: uint256 = self._key(level, slot >> (2 * (level + 1)))
+        lane: uint256 = (slot >> (2 * level)) & (LANES - 1)
+        word: uint256 = self.words[provider][epoch][key]
+        assert self._lane(word, lane) + leaves <= LANE_MASK, "sumtree: too many leaves"
+        self.words[provider][epoch][key] = word + (leaves << (LANE_BITS * lane))
+    self.sizes[provider][epoch] = slot + 1
+    return slot
 
 
 @internal
@@ -55,55 +92,39 @@ def _clear(provider: address, epoch: uint256, slot: uint256, leaves: uint256):
     """
     @notice Set slot `slot`, which holds `leaves` leaves, to zero.
     """
-    n: uint256 = self.sizes[provider][epoch]
-    j: uint256 = slot + 1
-    for _: uint256 in range(MAX_HEIGHT):
-        if j > n:
+    height: uint256 = self._height(self.sizes[provider][epoch])
+    for level: uint256 in range(MAX_LEVELS):
+        if level == height:
             break
-        self.nodes[provider][epoch][j] -= leaves
-        j += self._lowbit(j)
+        key: uint256 = self._key(level, slot >> (2 * (level + 1)))
+        lane: uint256 = (slot >> (2 * level)) & (LANES - 1)
+        self.words[provider][epoch][key] -= leaves << (LANE_BITS * lane)
 
 
 @internal
 @view
-def _top(provider: address, epoch: uint256) -> uint256:
+def _find(
+    provider: address, epoch: uint256, index: uint256, height: uint256
+) -> (uint256, uint256, uint256):
     """
-    @notice The largest power of two not above the slot count (0 for an empty tree): the
-            first step of every `_find` walk, computed once per proof.
+    @notice The slot holding global leaf `index`, the leaf's index inside that slot, and the
+            slot's leaf count. `height` is `_height` of the slot count (computed once per
+            proof). Zero-sized slots are skipped, as in `locate`.
     """
-    n: uint256 = self.sizes[provider][epoch]
-    if n == 0:
-        return 0
-    step: uint256 = 1
-    for _: uint256 in range(MAX_HEIGHT):
-        if step << 1 > n:
-            break
-        step = step << 1
-    return step
-
-
-@internal
-@view
-def _find(provider: address, epoch: uint256, index: uint256, top: uint256) -> (uint256, uint256):
-    """
-    @notice The slot holding global leaf `index` and the leaf's index inside that slot.
-    @dev Descends from `top` (see `_top`): the largest prefix of slots whose sum is at most
-         `index` ends just before the answer. Zero-sized slots are skipped, as in `locate`.
-         The caller guarantees index < the sum of all slots.
-    """
-    n: uint256 = self.sizes[provider][epoch]
-    pos: uint256 = 0
+    node: uint256 = 0
     rest: uint256 = index
-    step: uint256 = top
-    for _: uint256 in range(MAX_HEIGHT):
-        if step == 0:
+    leaves: uint256 = 0
+    for i: uint256 in range(MAX_LEVELS):
+        if i == height:
             break
-        nxt: uint256 = pos + step
-        if nxt <= n:
-            v: uint256 = self.nodes[provider][epoch][nxt]
-            if v <= rest:
-                pos = nxt
-                rest -= v
-        step = step >> 1
-    assert pos < n, "sumtree: index beyond the last slot"
-    return pos, rest
+        word: uint256 = self.words[provider][epoch][self._key(height - 1 - i, node)]
+        found: bool = False
+        for c: uint256 in range(LANES):
+            leaves = self._lane(word, c)
+            if rest < leaves:
+                node = node * LANES + c
+                found = True
+                break
+            rest -= leaves
+        assert found, "sumtree: index beyond the last slot"
+    return node, rest, leaves

@@ -63,7 +63,6 @@ struct Slot:
     # One piece in a provider's challenge set (proving.vy); index = position in the sum tree.
     piece_root: bytes32
     piece_size: uint256
-    bounty: uint256
     deal_id: uint256
     retired_from: uint256
 

@@ -98,4 +98,9 @@ def locate(
         sumtree._append(self, epoch, leaves)
     for s: uint256 in cleared:
         sumtree._clear(self, epoch, s, slot_leaves[s])
-    return sumtree._find(self, epoch, index, sumtree._top(self, epoch))
+    slot: uint256 = 0
+    leaf: uint256 = 0
+    leaves: uint256 = 0
+    slot, leaf, leaves = sumtree._find(self, epoch, index, sumtree._height(len(slot_leaves)))
+    assert leaves == slot_leaves[slot], "harness: wrong slot size"
+    return slot, leaf

@@ -100,7 +100,7 @@ def live_slot_leaves(market: Any, provider: str, epoch: int, period: int) -> lis
     out = []
     for i in range(int(market.slot_count(provider, epoch))):
         slot = market.slot(provider, epoch, i)
-        retired_from = int(slot[4])
+        retired_from = int(slot[3])
         size = int(slot[1])
         out.append(0 if retired_from and retired_from <= period else commitment.leaf_count(size))
     return out

@@ -24,8 +24,9 @@ from contracts.errors import (
 from contracts.spec.deal import DealProposal
 
 
-def mine_to_window(client, period=None, offset=1):
-    """Mine so that the head is ``offset`` blocks past ``period``'s seed block."""
+def mine_to_window(client, period=None, offset=0):
+    """Mine so that the head is ``offset`` blocks past ``period``'s seed block (offset 0:
+    the next transaction lands in the first block of the proving window)."""
     period = client.current_period() + 1 if period is None else period
     target = client.schedule.seed_block(period) + offset
     head = client.current_block()
@@ -175,7 +176,7 @@ def test_challenges_need_a_sealed_seed_and_live_leaves(clients, deal):
     provider, _, _ = clients
     with pytest.raises(LocalError, match="nothing to prove"):
         provider.challenges(provider.address)  # the deal is challenged from the next period
-    mine_to_window(provider, offset=0)
+    mine_to_window(provider, offset=-1)  # the next block is the seed block
     with pytest.raises(LocalError, match="not sealed"):
         provider.challenges(provider.address)
 

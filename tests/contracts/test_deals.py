@@ -81,7 +81,7 @@ def test_accept_deal(ledger, parties, rng):
         False,
     )
     slot = market.slot(provider, 0, 0)
-    assert bytes(slot[0]) == piece.root and slot[1] == piece.size and slot[3] == 1
+    assert bytes(slot[0]) == piece.root and slot[1] == piece.size and slot[2] == 1
     state = market.proving_state(provider)
     assert state[4] == leaf_count(piece.size)  # pending leaves
     assert state[2] == 0  # not challenged before the next period
@@ -208,7 +208,7 @@ def test_declare_loss(ledger, parties, rng):
     }
     assert tx.events["SlotRetired"]["from_period"] == current + 1
     assert ledger.market.deal_stop(deal_id) == current + 1
-    assert ledger.market.slot(provider, 0, 0)[4] == current + 1
+    assert ledger.market.slot(provider, 0, 0)[3] == current + 1
     with reverts("deals: loss already declared"):
         ledger.market.declare_loss(deal_id, {"from": provider})
     with reverts("deals: unknown deal"):
