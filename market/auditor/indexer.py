@@ -37,14 +37,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Connection, Engine, insert, select
 
 from contracts.deployment import Deployment
 from contracts.events import (
     DealAccepted,
-    DealSettled,
     LedgerEvent,
-    LossDeclared,
     ProofSubmitted,
     ProviderTerminated,
     SlotRetired,
@@ -52,7 +50,7 @@ from contracts.events import (
 from market.auditor import db
 from market.auditor.calldata import decode_submit_proof, selector_of, tx_call
 from market.auditor.checker import ProviderBook, Slot, Verdict, check_proof
-from market.auditor.errors import MalformedProof, ReorgDetected, RpcGarbage
+from market.auditor.errors import LocalError, MalformedProof, ReorgDetected, RpcGarbage
 from market.auditor.logs import LogDecoder
 from market.auditor.rpc import Header, RawLog, RpcClient
 
@@ -173,8 +171,6 @@ class Indexer:
                 if stored is None:
                     db.set_meta(conn, key, str(value))
                 elif stored != str(value):
-                    from market.auditor.errors import LocalError
-
                     raise LocalError(f"this database indexes {key} {stored}, not {value}")
 
     # -- state ---------------------------------------------------------------------------
@@ -200,19 +196,8 @@ class Indexer:
         return (provider, period) in self._proven
 
     def _load_books(self) -> None:
-        books: dict[str, ProviderBook] = {}
-        proven: set[tuple[str, int]] = set()
-        kinds = [c.__name__ for c in (DealAccepted, SlotRetired, ProviderTerminated, ProofSubmitted)]
-        cursor = self.cursor
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(db.events.c.kind, db.events.c.data)
-                .where(db.events.c.kind.in_(kinds), db.events.c.block_number < cursor)
-                .order_by(db.events.c.block_number, db.events.c.log_index)
-            )
-            for kind, data in rows:
-                _apply(books, proven, kind, json.loads(data))
-        self._books, self._proven = books, proven
+            self._books, self._proven = load_books(conn, self.cursor)
 
     # -- indexing ------------------------------------------------------------------------
 
@@ -538,6 +523,23 @@ def _event_row(entry: RawLog, event: LedgerEvent) -> dict[str, Any]:
     }
 
 
+def load_books(
+    conn: Connection, cursor: int
+) -> tuple[dict[str, ProviderBook], set[tuple[str, int]]]:
+    """Every provider's books and the proven (provider, period) pairs below ``cursor``."""
+    books: dict[str, ProviderBook] = {}
+    proven: set[tuple[str, int]] = set()
+    kinds = [c.__name__ for c in (DealAccepted, SlotRetired, ProviderTerminated, ProofSubmitted)]
+    rows = conn.execute(
+        select(db.events.c.kind, db.events.c.data)
+        .where(db.events.c.kind.in_(kinds), db.events.c.block_number < cursor)
+        .order_by(db.events.c.block_number, db.events.c.log_index)
+    )
+    for kind, data in rows:
+        _apply(books, proven, kind, json.loads(data))
+    return books, proven
+
+
 def _apply(
     books: dict[str, ProviderBook], proven: set[tuple[str, int]], kind: str, data: dict[str, Any]
 ) -> None:
@@ -561,12 +563,3 @@ def _apply(
         proven.add((data["provider"], data["period"]))
 
 
-__all__ = [
-    "Alarm",
-    "DealSettled",
-    "Indexer",
-    "IndexerConfig",
-    "LossDeclared",
-    "ProofChecked",
-    "RangeIndexed",
-]
