@@ -45,6 +45,9 @@ LOSS_FACTOR: Final = 0.75
 SPACE_HALF: Final = 4.0
 """Free space of this many pieces gives half the space sub-score."""
 ALARM_FACTOR: Final = 0.5
+REPUTATION_PRIOR: Final = 2
+"""Retrieval checks counted as successes before the first real one (a Beta prior), so
+that one failed spot check does not sink a provider."""
 
 
 @dataclass(frozen=True)
@@ -209,7 +212,7 @@ def reputation_score(rep: Reputation) -> float:
     score = 1.0
     if rep.retrieval_success is not None:
         n = max(rep.retrieval_checks, 0)
-        smoothed = (rep.retrieval_success * n + 1) / (n + 1)
+        smoothed = (rep.retrieval_success * n + REPUTATION_PRIOR) / (n + REPUTATION_PRIOR)
         score = smoothed**2
     if rep.alarms > 0:
         score *= ALARM_FACTOR
