@@ -32,13 +32,16 @@ from dataclasses import dataclass
 from typing import Annotated, Final
 
 from contracts.spec.deal import DealProposal
-from node.wire import ExactLen, MaxLen, message
+from node.wire import ExactLen, MaxLen, Uint, message
 
 ASKS_KEY: Final = hashlib.sha256(b"depot/asks/v1").digest()
 """DHT key under which every provider publishes its ask as a provider record payload."""
 
 DEAL_PROTOCOL: Final = "/depot/deal/1"
 GIB: Final = 1 << 30
+
+U256 = Annotated[int, Uint(256)]
+"""A uint256 (token amount, nonce): sent as 32 bytes, since msgpack integers stop at 64 bits."""
 
 
 def price_for(size: int, per_gib: int) -> int:
@@ -56,9 +59,9 @@ class Ask:
     chain_id: int
     market: Annotated[bytes, ExactLen(20)]
     """The StorageMarket contract the ask is valid for."""
-    price_per_gib_period: int
+    price_per_gib_period: U256
     """Tokens (base units) per GiB per proving period."""
-    collateral_per_gib: int
+    collateral_per_gib: U256
     """Stake the provider locks per GiB stored."""
     min_piece_size: int
     max_piece_size: int
@@ -77,10 +80,10 @@ class ProposeDeal:
     provider: Annotated[bytes, ExactLen(20)]
     piece_root: Annotated[bytes, ExactLen(32)]
     piece_size: int
-    price_per_period: int
+    price_per_period: U256
     periods: int
-    collateral: int
-    nonce: int
+    collateral: U256
+    nonce: U256
     expiry_block: int
     signature: Annotated[bytes, ExactLen(65)]
 

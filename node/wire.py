@@ -13,7 +13,9 @@ Fields are encoded positionally, in declaration order. Decoding checks, before b
 the dataclass, the version, that the (protocol, tag) is registered, the field count, and
 every field's type and size against its annotation; anything else raises ``DecodeError``.
 Supported field types: ``int``, ``bool``, ``bytes``, ``str``, ``float``, ``None``
-unions (``X | None``), ``tuple[X, ...]`` and nested message dataclasses.
+unions (``X | None``), ``tuple[X, ...]`` and nested message dataclasses. msgpack integers
+stop at 64 bits, so a field ``Annotated[int, Uint(256)]`` (a token amount, a nonce) travels
+as 32 big-endian bytes and is an ``int`` again after decoding.
 
 Limits: ``MAX_MESSAGE`` bytes per encoded message (the transport enforces its own frame
 limit first), and per-field limits given with ``typing.Annotated[bytes, MaxLen(n)]``.
@@ -58,6 +60,13 @@ class ExactLen:
     n: int
 
 
+@dataclasses.dataclass(frozen=True)
+class Uint:
+    """Annotation: an unsigned integer of ``bits`` bits (a multiple of 8), sent as bytes."""
+
+    bits: int
+
+
 T = TypeVar("T")
 _Decoder = Callable[[Any], Any]
 
@@ -68,6 +77,8 @@ class _Schema:
     protocol: str
     tag: int
     fields: tuple[tuple[str, _Decoder], ...]
+    uint_bits: tuple[int | None, ...] = ()
+    """Per field: the width of a ``Uint`` field (encoded as bytes), else None."""
 
 
 _REGISTRY: dict[tuple[str, int], _Schema] = {}
@@ -88,7 +99,10 @@ def message(protocol: str, tag: int) -> Callable[[type[T]], type[T]]:
             (f.name, _decoder_for(hints[f.name], f"{cls.__name__}.{f.name}"))
             for f in dataclasses.fields(cls)
         )
-        schema = _Schema(cls, protocol, tag, fields)
+        uints = tuple(
+            _uint_bits(hints[f.name], f"{cls.__name__}.{f.name}") for f in dataclasses.fields(cls)
+        )
+        schema = _Schema(cls, protocol, tag, fields, uints)
         _REGISTRY[key] = schema
         _BY_CLASS[cls] = schema
         return cls
@@ -169,15 +183,53 @@ def _build(schema: _Schema, fields: Any) -> Any:
 def _to_plain(value: Any) -> Any:
     schema = _BY_CLASS.get(type(value))
     if schema is not None:
-        return [_to_plain(getattr(value, name)) for name, _ in schema.fields]
+        return [
+            _to_plain(getattr(value, name)) if bits is None else _uint_bytes(value, name, bits)
+            for (name, _), bits in zip(schema.fields, schema.uint_bits, strict=True)
+        ]
     if isinstance(value, tuple | list):
         return [_to_plain(v) for v in value]
     return value
 
 
+def _uint_bits(annotation: Any, where: str) -> int | None:
+    """The width of a ``Annotated[int (| None), Uint(bits)]`` field, else None."""
+    if get_origin(annotation) is not typing.Annotated:
+        return None
+    inner, *extras = get_args(annotation)
+    widths = [e.bits for e in extras if isinstance(e, Uint)]
+    if not widths:
+        return None
+    options = [a for a in get_args(inner) if a is not type(None)] or [inner]
+    if options != [int] or widths[0] <= 0 or widths[0] % 8:
+        raise LocalError(f"{where}: Uint annotates an int field with a whole number of bytes")
+    return widths[0]
+
+
+def _uint_bytes(message: Any, name: str, bits: int) -> bytes | None:
+    value = getattr(message, name)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << bits:
+        raise LocalError(f"{type(message).__name__}.{name}: {value!r} is not a uint{bits}")
+    return int(value).to_bytes(bits // 8, "big")
+
+
 def _decoder_for(annotation: Any, where: str) -> _Decoder:
     """Build a checking decoder from a field's type annotation."""
     limits = {}
+    uint = _uint_bits(annotation, where)
+    if uint is not None:
+        size = uint // 8
+
+        def dec_uint(v: Any) -> int | None:
+            if v is None and get_origin(get_args(annotation)[0]) is not None:
+                return None  # ``int | None``
+            if not isinstance(v, bytes) or len(v) != size:
+                raise DecodeError(f"{where}: expected {size} bytes of uint{uint}")
+            return int.from_bytes(v, "big")
+
+        return dec_uint
     if get_origin(annotation) is typing.Annotated:
         annotation, *extras = get_args(annotation)
         for extra in extras:
