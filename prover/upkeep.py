@@ -1,0 +1,276 @@
+"""
+Everything the daemon does besides proving, once per new head: collect payments, declare
+lost pieces, delete the data of finished deals, withdraw after an exit, and reconcile what a
+crash left pending.
+
+Settlement (``deals.vy``): a period is paid once its report window closed, so a deal is
+settled every ``proving.settle_interval_periods`` periods while it runs. Its slot leaves the
+challenge set only when ``settle`` is called in or after the deal's last challenged period
+(``stop - 1``), so the daemon settles then to retire it, and again at ``stop + 1`` for the
+final payment that closes the deal. The data is deleted only once the deal is closed *and*
+its slot is retired for the current period (or its epoch was terminated): until then a
+challenge may still land on it.
+
+Losses: a piece found missing or rotten (by a proof attempt or the scrub) is declared lost
+(``declare_loss``) for every live deal that holds it, so that it leaves the challenge set
+from the next period on and later periods are provable again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from contracts.chain import ProviderStatus
+from contracts.errors import LedgerError, Reverted
+from contracts.events import LedgerEvent
+from prover.context import Context
+from prover.errors import ChainUnavailable
+from prover.follower import EventFollower
+from prover.lifecycle import HOLDING_STATES, LIVE_STATES, DealState, PieceState
+from prover.logs import event
+from prover.rounds import ProvingDriver
+
+log = logging.getLogger("prover.upkeep")
+
+ENDS_TOO_SOON = "deals: deal ends before a loss would take effect"
+
+
+class Upkeep:
+    """Per-head housekeeping of deals, pieces and the registration."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        follower: EventFollower,
+        rounds: ProvingDriver,
+        forget_piece: Callable[[bytes], None],
+    ) -> None:
+        self.ctx = ctx
+        self.follower = follower
+        self.rounds = rounds
+        self.forget_piece = forget_piece
+        """Stop announcing a piece in the DHT (called before its data is deleted)."""
+        self._tried: dict[tuple[str, int], int] = {}
+        """(action, deal id) -> period of the last attempt: one try per period."""
+        self._last_period = -1
+        self._reconciled = False
+        self.started_at = time.time()
+        """Rows last touched before this are a previous run's (crash leftovers)."""
+
+    async def tick(self, head: int) -> None:
+        ctx = self.ctx
+        period = ctx.schedule.period_of(head)
+        new_period = period != self._last_period
+        if new_period or ctx.provider is None:
+            chain = ctx.require_chain()
+            ctx.provider = await chain.call(chain.ledger.provider, ctx.address)
+        if not self._reconciled:
+            await self.reconcile(head)
+        await self._declare_losses(period)
+        await self._settle(period)
+        self._delete_finished(period)
+        if new_period:
+            await self._maybe_withdraw(period, head)
+            await self._maybe_cross_check(period, head)
+            self._last_period = period
+        self._update_gauges()
+
+    # ------------------------------------------------------------------ restart
+
+    async def reconcile(self, head: int) -> None:
+        """Settle what a crash left behind: unfinished proposals, pieces vs. disk, orphans."""
+        ctx = self.ctx
+        db, store = ctx.db, ctx.store
+        chain = ctx.require_chain()
+        for row in db.deals([DealState.RECEIVING]):
+            if row.updated_at < self.started_at:
+                db.set_deal_state(
+                    row.id, DealState.FAILED, reason="interrupted before the upload ended"
+                )
+        stale = [r for r in db.deals([DealState.ACTIVATING]) if r.updated_at < self.started_at]
+        for row in stale:
+            # The follower has applied every DealAccepted up to the head; still ACTIVATING
+            # means our accept was not mined (yet). A transaction may be pending: keep
+            # watching the nonce until the proposal expires.
+            used = await chain.call(chain.ledger.nonce_used, row.client, row.nonce)
+            if used or head > row.expiry_block:
+                db.set_deal_state(
+                    row.id,
+                    DealState.FAILED,
+                    reason="nonce used elsewhere" if used else "not accepted before the expiry",
+                )
+        pending = any(r.updated_at < self.started_at for r in db.deals([DealState.ACTIVATING]))
+        held = store.held()
+        for piece in db.pieces([PieceState.STORED]):
+            root = bytes.fromhex(piece.root)
+            if root not in held:
+                db.set_piece_state(root, PieceState.LOST, "missing from the blob store")
+                event(log, logging.ERROR, "piece_missing", root=root[:8])
+        needed = {
+            bytes.fromhex(r.piece_root) for r in db.deals([*HOLDING_STATES, DealState.RECEIVING])
+        }
+        for root in held:
+            if root not in needed:
+                store.delete(root)
+                db.set_piece_state(root, PieceState.DELETED, "no deal holds it")
+                event(log, logging.INFO, "orphan_deleted", root=root[:8])
+        self._reconciled = not pending
+
+    # ------------------------------------------------------------------ losses
+
+    async def _declare_losses(self, period: int) -> None:
+        ctx = self.ctx
+        db, store = ctx.db, ctx.store
+        for root in list(self.rounds.lost_roots):
+            db.set_piece_state(root, PieceState.LOST, "a challenged leaf could not be proven")
+            self.rounds.lost_roots.discard(root)
+        lost_pieces = {bytes.fromhex(p.root) for p in db.pieces([PieceState.LOST])}
+        for row in db.deals([DealState.ACTIVE]):
+            if row.deal_id is None:
+                continue
+            root = bytes.fromhex(row.piece_root)
+            if root not in lost_pieces and store.has(root):
+                continue
+            if root not in lost_pieces:
+                db.put_piece(root, row.piece_size, PieceState.LOST)
+            if not self._once("loss", row.deal_id, period):
+                continue
+            chain = ctx.require_chain()
+            try:
+                receipt = await chain.call(chain.ledger.declare_loss, row.deal_id)
+            except Reverted as exc:
+                if exc.reason == ENDS_TOO_SOON:
+                    db.set_deal_state(row.id, DealState.LOST)
+                else:
+                    event(
+                        log,
+                        logging.WARNING,
+                        "declare_loss_refused",
+                        deal=row.deal_id,
+                        reason=exc.reason,
+                    )
+                continue
+            except (ChainUnavailable, LedgerError) as exc:
+                event(log, logging.WARNING, "declare_loss_failed", deal=row.deal_id, error=str(exc))
+                self._tried.pop(("loss", row.deal_id), None)
+                continue
+            ctx.metrics.losses.inc()
+            event(
+                log,
+                logging.ERROR,
+                "loss_declared",
+                deal=row.deal_id,
+                root=root[:8],
+                tx=receipt.tx_hash,
+            )
+            self._apply(receipt.events)
+
+    # ------------------------------------------------------------------ payments
+
+    async def _settle(self, period: int) -> None:
+        ctx = self.ctx
+        interval = ctx.config.proving.settle_interval_periods
+        due: list[int] = []
+        for row in ctx.db.deals(LIVE_STATES):
+            if row.deal_id is None or row.stop_period is None:
+                continue
+            stop, start = row.stop_period, row.start_period
+            settled = max(row.settled_through, start)
+            final = period >= stop + 1
+            retire = period >= stop - 1 and row.retired_from is None
+            periodic = period - 1 - settled >= interval
+            if (final or retire or periodic) and self._once("settle", row.deal_id, period):
+                due.append(row.deal_id)
+        if not due:
+            return
+        chain = ctx.require_chain()
+        try:
+            receipts = await chain.call(chain.ledger.settle_many, due)
+        except (ChainUnavailable, LedgerError) as exc:
+            event(log, logging.WARNING, "settle_failed", deals=len(due), error=str(exc))
+            for deal_id in due:
+                self._tried.pop(("settle", deal_id), None)
+            return
+        for receipt in receipts:
+            self._apply(receipt.events)
+
+    def _apply(self, events: tuple[LedgerEvent, ...]) -> None:
+        """Apply a receipt's events now (the follower sees them again later, harmlessly)."""
+        for ev in events:
+            self.follower.apply(ev)
+
+    # ------------------------------------------------------------------ deletion
+
+    def _delete_finished(self, period: int) -> None:
+        ctx = self.ctx
+        db = ctx.db
+        for row in db.deals([DealState.CLOSED]):
+            retired = row.retired_from is not None and row.retired_from <= period
+            terminated = row.epoch is not None and row.epoch < ctx.mirror.epoch
+            if not (retired or terminated):
+                continue
+            root = bytes.fromhex(row.piece_root)
+            others = [
+                r
+                for r in db.deals_of_root(root)
+                if r.id != row.id and DealState(r.state) in HOLDING_STATES
+            ]
+            if not others:
+                self.forget_piece(root)
+                ctx.store.delete(root)
+                db.set_piece_state(root, PieceState.DELETED, f"deal {row.deal_id} closed")
+            db.set_deal_state(row.id, DealState.DELETED)
+            event(log, logging.INFO, "deal_data_deleted", deal=row.deal_id, root=root[:8])
+
+    # ------------------------------------------------------------------ exit
+
+    async def _maybe_withdraw(self, period: int, head: int) -> None:
+        ctx = self.ctx
+        info = ctx.provider
+        if info is None or info.status != ProviderStatus.EXITING:
+            return
+        if period < info.exit_period + ctx.params.unbonding_periods or info.open_deals:
+            return
+        chain = ctx.require_chain()
+        state = await chain.call(chain.ledger.proving_state, ctx.address, head)
+        if state.live_leaves or state.pending_leaves:
+            return
+        try:
+            receipt = await chain.call(chain.ledger.withdraw)
+        except LedgerError as exc:
+            event(log, logging.WARNING, "withdraw_failed", error=str(exc))
+            return
+        event(log, logging.INFO, "stake_withdrawn", amount=info.stake, tx=receipt.tx_hash)
+        ctx.provider = await chain.call(chain.ledger.provider, ctx.address)
+
+    async def _maybe_cross_check(self, period: int, head: int) -> None:
+        every = self.ctx.config.proving.cross_check_periods
+        round_ = self.rounds.rounds.get(period)
+        if every and period % every == 0 and round_ is not None and round_.done:
+            with contextlib.suppress(ChainUnavailable):
+                await self.rounds.cross_check(head)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _once(self, action: str, deal_id: int, period: int) -> bool:
+        """True the first time ``action`` is asked for ``deal_id`` in ``period``."""
+        if self._tried.get((action, deal_id)) == period:
+            return False
+        self._tried[(action, deal_id)] = period
+        return True
+
+    def _update_gauges(self) -> None:
+        ctx = self.ctx
+        m = ctx.metrics
+        for state in DealState:
+            m.deals.labels(state=state.value).set(0)
+        for name, n in ctx.db.deal_counts().items():
+            m.deals.labels(state=name).set(n)
+        m.bytes_stored.set(ctx.store.stored_bytes)
+        m.bytes_free.set(ctx.store.free_bytes())
+        m.capacity.set(ctx.store.capacity)
+        m.pieces.set(len(ctx.store.held()))
+        m.period.set(ctx.period)
