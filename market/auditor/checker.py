@@ -13,6 +13,8 @@ hash of the seed block, read from the chain, not from the event) and the decoded
     (slot, leaf) = contracts.spec.challenge.locate(index_i, slot weights)
     ok_i   = contracts.spec.commitment.verify_leaf(root, size, leaf, leaf_i, path_i)
 
+(computed with the equivalent fast variants of ``fastverify`` and ``SlotIndex.locate``)
+
 and the verdict is valid only if every ``ok_i`` holds. The contract's own verdict (an
 accepted proof emits ``ProofSubmitted``; a rejected one reverts) is never an input: the
 indexer compares the two afterwards and raises an alarm when they differ.
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field
 
 from contracts.spec import challenge as challenge_spec
 from contracts.spec import commitment
+from market.auditor import fastverify
 from market.auditor.calldata import ProofCall
 
 
@@ -166,17 +169,12 @@ def check_proof(
     if len(call.leaves) != challenges:
         return Verdict(False, f"{len(call.leaves)} proofs for {challenges} challenges", live)
     failed = []
-    for i in range(challenges):
-        at = challenge_spec.challenge_index(seed, provider, period, i, live)
+    draws = fastverify.challenge_indices(seed, provider, period, challenges, live)
+    for i, at in enumerate(draws):
         slot_no, leaf = index.locate(at)
         slot = index.slots[slot_no]
-        path = call.paths[i]
-        if len(path) > commitment.MAX_PROOF_DEPTH or not commitment.verify_leaf(
-            commitment.Hash32(slot.piece_root),
-            slot.piece_size,
-            leaf,
-            call.leaves[i],
-            [commitment.Hash32(p) for p in path],
+        if not fastverify.verify_leaf(
+            slot.piece_root, slot.leaves, leaf, call.leaves[i], call.paths[i]
         ):
             failed.append(i)
     if failed:
