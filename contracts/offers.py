@@ -31,6 +31,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Annotated, Final
 
+from eth_utils.address import to_checksum_address
+
 from contracts.spec.deal import DealProposal
 from node.wire import ExactLen, MaxLen, Uint, message
 
@@ -103,10 +105,11 @@ class ProposeDeal:
         )
 
     def proposal(self) -> DealProposal:
-        """The typed proposal (raises ``DealError`` for out-of-range fields)."""
+        """The typed proposal, addresses checksummed (EIP-55, as web3.py requires of the
+        ``accept_deal`` arguments); raises ``DealError`` for out-of-range fields."""
         return DealProposal(
-            client="0x" + self.client.hex(),
-            provider="0x" + self.provider.hex(),
+            client=to_checksum_address(self.client),
+            provider=to_checksum_address(self.provider),
             piece_root=self.piece_root,
             piece_size=self.piece_size,
             price_per_period=self.price_per_period,
