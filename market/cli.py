@@ -32,17 +32,43 @@ from typing import Any
 log = logging.getLogger("market")
 
 EXIT_INTERRUPTED = 130
+_GLOBAL_DEFAULTS = {
+    "home": None,
+    "json": False,
+    "passphrase_file": None,
+    "verbose": 0,
+    "debug": False,
+}
 
 
 def _parser() -> argparse.ArgumentParser:
+    # The global options are accepted before and after the subcommand; SUPPRESS keeps a
+    # value given before it from being reset by the subcommand's own defaults.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--home", help="data directory (default: $DEPOT_HOME or ~/.depot/market)")
-    common.add_argument("--json", action="store_true", help="print one JSON document on stdout")
-    common.add_argument("--passphrase-file", help="file whose first line is the passphrase")
-    common.add_argument("-v", "--verbose", action="count", default=0, help="more log detail")
-    common.add_argument("--debug", action="store_true", help="show tracebacks")
+    common.add_argument(
+        "--home",
+        default=argparse.SUPPRESS,
+        help="data directory (default: $DEPOT_HOME or ~/.depot/market)",
+    )
+    common.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print one JSON document on stdout",
+    )
+    common.add_argument(
+        "--passphrase-file",
+        default=argparse.SUPPRESS,
+        help="file whose first line is the passphrase",
+    )
+    common.add_argument(
+        "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more log detail"
+    )
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
+    )
 
-    p = argparse.ArgumentParser(prog="market", description="Depot storage client")
+    p = argparse.ArgumentParser(prog="market", description="Depot storage client", parents=[common])
     sub = p.add_subparsers(dest="command", required=True)
 
     init = sub.add_parser("init", parents=[common], help="create the client's home directory")
@@ -93,6 +119,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``market`` console script."""
     args = _parser().parse_args(argv)
+    for name, default in _GLOBAL_DEFAULTS.items():
+        if not hasattr(args, name):
+            setattr(args, name, default)
     _setup_logging(args)
     try:
         from market.commands import run_command  # noqa: PLC0415 (heavy imports)

@@ -132,7 +132,12 @@ async def discover(session: Session, *, ping: bool = True) -> Discovery:
     reputation: dict[str, Reputation] = {}
     if config.scoring.reputation:
         try:
-            reputation = await asyncio.to_thread(load_reputation, config.scoring.reputation)
+            reputation = await asyncio.to_thread(
+                load_reputation,
+                config.scoring.reputation,
+                ledger.deployment.chain_id,
+                ledger.deployment.market,
+            )
         except ReputationUnavailable as exc:
             notes.append(f"{exc} (scoring without reputation)")
 

@@ -44,12 +44,12 @@ class LogProgress:
 
     def add(self, key: str, description: str, total: int) -> None:
         self._desc[key] = description
-        log.info("%s: %s (%d bytes)", key, description, total)
+        log.info("%s (%d bytes)", description, total)
 
     def update(self, key: str, completed: int, description: str | None = None) -> None:
         if description is not None and description != self._desc.get(key):
             self._desc[key] = description
-            log.info("%s: %s", key, description)
+            log.info("%s", description)
 
     def note(self, text: str) -> None:
         log.info("%s", text)

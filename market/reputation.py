@@ -1,18 +1,20 @@
 """
 Reading the auditor's reputation export (optional input of the provider score).
 
-The auditor (``market.auditor``) publishes one JSON document, as a file and over HTTP; the
-client reads it from ``scoring.reputation`` in config.toml (a path or an http(s) URL). Only
-the fields the score uses are read, and only when they have the expected type, so that the
-auditor can add fields freely; an unreadable export is reported and ignored (the score
-then goes without the reputation sub-score), never fatal. Accepted shape::
+The auditor (``market.auditor``) publishes one JSON document (schema
+``depot.auditor.reputation/1``, docs/auditor.md) as a file (``auditor report``) and over
+HTTP (``GET /api/reputation``); the client reads it from ``scoring.reputation`` in
+config.toml (a path or an http(s) URL). Only the fields the score uses are read, and only
+when they have the expected type, so that the auditor can add fields freely; an unreadable
+export, or one for another chain or market, is reported and ignored (the score then goes
+without the reputation sub-score), never fatal. What is read::
 
-    {"version": 1, "providers": {"0xAddr": {"retrieval": {"success_rate": 0.97, "checks": 40},
-                                            "proofs": {"success_rate": 0.99},
-                                            "alarms": 0, ...}, ...}}
+    {"schema": "depot.auditor.reputation/1", "chain_id": 31337, "market": "0x...",
+     "providers": {"0xAddr": {"retrieval": {"success_rate": 0.97, "checks": 40},
+                              "proofs": {"success_rate": 0.99, "alarms": 0}, ...}, ...}}
 
 ``providers`` may also be a list of objects with an ``address`` key; the flat keys
-``retrieval_success``, ``retrieval_checks`` and ``proof_success`` are read too.
+``retrieval_success``, ``retrieval_checks``, ``proof_success`` and ``alarms`` are read too.
 """
 
 from __future__ import annotations
@@ -35,8 +37,13 @@ class ReputationUnavailable(Exception):
     """The export could not be read or parsed (callers log it and go on without)."""
 
 
-def load_reputation(source: str) -> dict[str, Reputation]:
-    """Provider address (lowercase) -> reputation, from a file path or an http(s) URL."""
+def load_reputation(
+    source: str, chain_id: int | None = None, market: str | None = None
+) -> dict[str, Reputation]:
+    """
+    Provider address (lowercase) -> reputation, from a file path or an http(s) URL; an
+    export naming another ``chain_id`` or ``market`` is refused.
+    """
     try:
         if source.startswith(("http://", "https://")):
             response = httpx.get(source, timeout=FETCH_TIMEOUT)
@@ -46,13 +53,20 @@ def load_reputation(source: str) -> dict[str, Reputation]:
             doc = json.loads(Path(source).expanduser().read_text())
     except (OSError, ValueError, httpx.HTTPError) as exc:
         raise ReputationUnavailable(f"reputation export {source}: {exc}") from None
-    return parse_reputation(doc)
+    return parse_reputation(doc, chain_id, market)
 
 
-def parse_reputation(doc: Any) -> dict[str, Reputation]:
+def parse_reputation(
+    doc: Any, chain_id: int | None = None, market: str | None = None
+) -> dict[str, Reputation]:
     """The per-provider reputations of an export document (module docstring)."""
     if not isinstance(doc, dict):
         raise ReputationUnavailable("the reputation export is not a JSON object")
+    if chain_id is not None and doc.get("chain_id", chain_id) != chain_id:
+        raise ReputationUnavailable(f"the reputation export is for chain {doc['chain_id']}")
+    theirs = doc.get("market")
+    if market is not None and isinstance(theirs, str) and theirs.lower() != market.lower():
+        raise ReputationUnavailable(f"the reputation export is for market {theirs}")
     providers = doc.get("providers")
     items: list[tuple[str, Any]]
     if isinstance(providers, dict):
@@ -76,7 +90,7 @@ def _entry(entry: dict[str, Any]) -> Reputation:
         retrieval_success=_rate(retrieval.get("success_rate", entry.get("retrieval_success"))),
         retrieval_checks=_count(retrieval.get("checks", entry.get("retrieval_checks"))),
         proof_success=_rate(proofs.get("success_rate", entry.get("proof_success"))),
-        alarms=_count(entry.get("alarms")),
+        alarms=_count(proofs.get("alarms", entry.get("alarms"))),
     )
 
 
