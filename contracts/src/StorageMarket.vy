@@ -15,7 +15,9 @@ import registry
 import sumtree
 import proving
 import deals
-import events
+from interfaces import IStorageMarket
+
+implements: IStorageMarket
 
 initializes: clock
 initializes: registry[clock := clock]

@@ -37,13 +37,20 @@ ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "contracts" / "src"
 TARGETS = ("StorageMarket.vy", "Token.vy")
 HARNESS = Path(__file__).with_name("SpecHarness.vy")
+VYPER_VERSION = "0.4.3"
+EVM_VERSION = "prague"
 
 N_ACCOUNTS = 12
 INITIAL_TOKENS = 1_000_000 * TOKEN
 
 
 class DepotProject(_ProjectBase):  # type: ignore[misc]
-    """The deployable contracts and the test harness, compiled in memory by brownie."""
+    """
+    The deployable contracts and the test harness, compiled in memory by brownie's own
+    pipeline (generate_input_json, compile, generate_build_json), with the modules and the
+    ``.vyi`` interface handed to Vyper as importable sources (brownie's ``compile_and_format``
+    refuses ``.vyi`` files).
+    """
 
     def __init__(self) -> None:
         self._path = None
@@ -51,17 +58,20 @@ class DepotProject(_ProjectBase):  # type: ignore[misc]
         self._name = "Depot"
         targets = {f"src/{name}": (SRC / name).read_text() for name in TARGETS}
         targets["src/SpecHarness.vy"] = HARNESS.read_text()
-        modules = {
-            f"src/{p.name}": p.read_text() for p in SRC.glob("*.vy") if p.name not in TARGETS
+        imports = {
+            f"src/{p.relative_to(SRC).as_posix()}": p.read_text()
+            for p in [*SRC.glob("*.vy"), *SRC.glob("interfaces/*.vyi")]
+            if p.name not in TARGETS
         }
         self._sources = Sources(targets, {})
         self._build = Build(self._sources)
-        build_json = compiler.compile_and_format(
-            targets,
-            vyper_version="0.4.3",
-            evm_version={"Vyper": "prague", "Solidity": None},
-            interface_sources=modules,
-            silent=True,
+        compiler.vyper.set_vyper_version(VYPER_VERSION)
+        input_json = compiler.generate_input_json(
+            targets, evm_version=EVM_VERSION, language="Vyper", interface_sources=imports
+        )
+        output_json = compiler.compile_from_input_json(input_json, silent=True)
+        build_json = compiler.generate_build_json(
+            input_json, output_json, {"version": VYPER_VERSION}, silent=True
         )
         for alias, data in build_json.items():
             self._build._add_contract(data, alias)
