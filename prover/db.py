@@ -348,7 +348,7 @@ class Database:
         return self._one(select(deals).where(deals.c.deal_id == deal_id))
 
     def deal_by_nonce(self, client: str, nonce: int) -> Row | None:
-        return self._one(select(deals).where(deals.c.client == client, deals.c.nonce == str(nonce)))
+        return self._one(select(deals).where(deals.c.client == client, deals.c.nonce == nonce))
 
     def deals(
         self, states: Iterable[DealState] | None = None, limit: int | None = None

@@ -65,8 +65,9 @@ class ProvingDriver:
         self.lost_roots: set[bytes] = set()
         """Pieces found missing or rotten by a proof (upkeep declares their loss)."""
         self._checked_periods: set[int] = set()
-        self._restarted_with_tx: int | None = None
-        """A period whose proof we may have sent before a restart (wait for it to clear)."""
+        self._may_be_pending: int | None = None
+        """A period whose proof transaction may still sit in the node's pool (sent before a
+        restart, or sent when the endpoint dropped): wait for it rather than send another."""
 
     async def tick(self, head: int) -> None:
         """Advance the rounds given the new head."""
@@ -111,7 +112,7 @@ class ProvingDriver:
         self._save(round_, live_leaves=state.live_leaves, resumed=saved is not None)
         if saved is not None and saved.state in ("proving", "submitted"):
             # We may have sent a transaction before a restart: wait until it is settled.
-            self._restarted_with_tx = period
+            self._may_be_pending = period
 
     # ------------------------------------------------------------------ one attempt
 
@@ -125,15 +126,13 @@ class ProvingDriver:
             if await chain.call(chain.ledger.is_proven, ctx.address, period):
                 self._apply(round_, FoundProven(period))
                 return
-            if self._restarted_with_tx == period:
+            if self._may_be_pending == period:
                 pending = await chain.call(self._pending_transactions)
                 if pending:
-                    self._apply(
-                        round_,
-                        AttemptFailed(period, "a transaction from before the restart is pending"),
-                    )
+                    reason = "an earlier proof transaction is still pending"
+                    self._apply(round_, AttemptFailed(period, reason))
                     return
-                self._restarted_with_tx = None
+                self._may_be_pending = None
                 if await chain.call(chain.ledger.is_proven, ctx.address, period):
                     self._apply(round_, FoundProven(period))
                     return
@@ -152,6 +151,8 @@ class ProvingDriver:
             self.follower.mirror_stale = True
             self._apply(round_, AttemptFailed(period, f"invalid proof: {exc.reason}"))
         except (ChainUnavailable, LedgerError) as exc:
+            if round_.state is RoundState.SUBMITTED and not isinstance(exc, Reverted):
+                self._may_be_pending = period  # sent, fate unknown
             reason = exc.reason if isinstance(exc, Reverted) else str(exc)
             self._apply(round_, AttemptFailed(period, f"{type(exc).__name__}: {reason}"[:300]))
 
