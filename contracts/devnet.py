@@ -184,7 +184,10 @@ def start_anvil(
             *extra_args,
         ]  # fmt: skip
         process = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         node = Anvil(url=f"http://127.0.0.1:{chosen}", port=chosen, process=process)
         web3 = connect(node.url, timeout=2)
@@ -346,6 +349,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     dep.add_argument("--rpc", required=True, help="JSON-RPC URL")
     _add_deploy_options(dep)
     args = parser.parse_args(argv)
+    # SIGTERM unwinds through the finally below, which stops anvil.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 
     try:
         if args.command == "deploy" or args.rpc:
@@ -362,7 +367,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         deployment = _deploy_and_fund(node.url, args)
         print(f"anvil at {node.url}; market {deployment.market}; wrote {args.out}", flush=True)
         print("devnet ready (Ctrl-C to stop)", flush=True)
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         while node.process.poll() is None:
             time.sleep(0.5)
         print("devnet: anvil exited", file=sys.stderr)
