@@ -102,6 +102,19 @@ def test_deal_from_proposal_to_first_paid_period(anvil: Any, tmp_path: Path) -> 
             again = await client.deal(peer_of(info), devnet.provider.address, piece, periods=3)
             assert isinstance(again, DealDecision) and not again.accepted
             assert "already" in again.reason
+
+            # At its end the deal is settled in full, its slot retired, and its data deleted.
+            await eventually(
+                lambda: ctx.db.deal_by_chain_id(deal_id).state == DealState.DELETED,
+                60,
+                "the deal's end",
+            )
+            final = client.ledger.deal(deal_id)
+            assert final.closed and final.settled_through == final.end
+            assert not ctx.store.has(row_root) and not ctx.store.path(row_root).exists()
+            assert ctx.db.piece(row_root).state == "deleted"
+            paid = sum(s.provider_paid for s in ctx.db.settlements(deal_id))
+            assert paid == 3 * row.price_per_period == ctx.db.deal_by_chain_id(deal_id).paid
         finally:
             await client.close()
             await node.stop()
