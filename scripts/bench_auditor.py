@@ -37,17 +37,20 @@ from pathlib import Path
 
 import requests
 from eth_account import Account
+from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from contracts.chain import LedgerClient, connect  # noqa: E402
-from contracts.deployment import TOKEN_UNIT, MarketParams  # noqa: E402
-from contracts.devnet import deploy, dev_accounts, start_anvil  # noqa: E402
-from contracts.spec import challenge, commitment  # noqa: E402
-from contracts.spec.deal import DealProposal  # noqa: E402
-from market.auditor import db  # noqa: E402
-from market.auditor.indexer import Indexer, IndexerConfig  # noqa: E402
-from market.auditor.rpc import RpcClient  # noqa: E402
+from contracts.chain import LedgerClient, connect
+from contracts.deployment import TOKEN_UNIT, MarketParams
+from contracts.devnet import deploy, dev_accounts, start_anvil
+from contracts.events import ProofSubmitted
+from contracts.spec import challenge, commitment
+from contracts.spec.deal import DealProposal
+from market.auditor import db
+from market.auditor.calldata import selector_of
+from market.auditor.indexer import Indexer, IndexerConfig
+from market.auditor.rpc import RpcClient
 
 PIECE = 64 * 1024
 GAS_LIMIT = 2_000_000_000
@@ -115,20 +118,48 @@ def generate(providers: int, periods: int, seed: int) -> tuple[object, object, s
 
     def tx(frm: str, to: str, data: str | bytes) -> tuple[str, list]:
         """A transaction signed by ``frm`` (real signatures: the auditor checks raw hashes)."""
-        raw = keys[frm].sign_transaction({
-            "to": to, "data": data, "gas": PROOF_GAS, "nonce": nonces[frm], "value": 0,
-            "chainId": deployment.chain_id, "maxFeePerGas": 10**12, "maxPriorityFeePerGas": 10**9,
-            "type": 2,
-        }).raw_transaction
+        raw = (
+            keys[frm]
+            .sign_transaction(
+                {
+                    "to": to,
+                    "data": data,
+                    "gas": PROOF_GAS,
+                    "nonce": nonces[frm],
+                    "value": 0,
+                    "chainId": deployment.chain_id,
+                    "maxFeePerGas": 10**12,
+                    "maxPriorityFeePerGas": 10**9,
+                    "type": 2,
+                }
+            )
+            .raw_transaction
+        )
         nonces[frm] += 1
         return ("eth_sendRawTransaction", ["0x" + bytes(raw).hex()])
 
     rpc.call("evm_setAutomine", [False])
     rpc.batch([("anvil_setBalance", [a, big]) for a in [*addrs, client.address]])
     amount = 10**6 * TOKEN_UNIT
-    setup = [tx(a, token.address, token.encode_abi("faucet", args=[amount])) for a in [*addrs, client.address]]
-    setup += [tx(a, token.address, token.encode_abi("approve", args=[market.address, 2**256 - 1])) for a in [*addrs, client.address]]
-    setup += [tx(a, market.address, market.encode_abi("register", args=[hashlib.sha256(a.encode()).digest(), "127.0.0.1:1", 10 * TOKEN_UNIT])) for a in addrs]
+    setup = [
+        tx(a, token.address, token.encode_abi("faucet", args=[amount]))
+        for a in [*addrs, client.address]
+    ]
+    setup += [
+        tx(a, token.address, token.encode_abi("approve", args=[market.address, 2**256 - 1]))
+        for a in [*addrs, client.address]
+    ]
+    setup += [
+        tx(
+            a,
+            market.address,
+            market.encode_abi(
+                "register",
+                args=[hashlib.sha256(a.encode()).digest(), "127.0.0.1:1", 10 * TOKEN_UNIT],
+            ),
+        )
+        for a in addrs
+    ]
     for i in range(0, len(setup), 50):
         rpc.batch(setup[i : i + 50])
     rpc.call("evm_mine", [])
@@ -141,18 +172,37 @@ def generate(providers: int, periods: int, seed: int) -> tuple[object, object, s
         hashes = [commitment.hash_leaf(x) for x in commitment.leaves_of(data)]
         root = commitment.root_of_nodes(hashes)
         answers = [
-            (commitment.pad_leaf(data[i * 1024 : (i + 1) * 1024]), list(commitment.inclusion_proof(hashes, i)))
+            (
+                commitment.pad_leaf(data[i * 1024 : (i + 1) * 1024]),
+                list(commitment.inclusion_proof(hashes, i)),
+            )
             for i in range(len(hashes))
         ]
         pieces[a] = answers
-        p = DealProposal(client.address, a, root, PIECE, TOKEN_UNIT // 100, periods + 10, TOKEN_UNIT, rng.getrandbits(256), head + 10_000)
-        accepts.append(tx(a, market.address, market.encode_abi("accept_deal", args=[p.as_tuple(), client_ledger.sign_proposal(p)])))
+        p = DealProposal(
+            client.address,
+            a,
+            root,
+            PIECE,
+            TOKEN_UNIT // 100,
+            periods + 10,
+            TOKEN_UNIT,
+            rng.getrandbits(256),
+            head + 10_000,
+        )
+        accepts.append(
+            tx(
+                a,
+                market.address,
+                market.encode_abi(
+                    "accept_deal", args=[p.as_tuple(), client_ledger.sign_proposal(p)]
+                ),
+            )
+        )
     for i in range(0, len(accepts), 50):
         rpc.batch(accepts[i : i + 50])
     rpc.call("evm_mine", [])
     submit = next(i for i in market.abi if i.get("name") == "submit_proof")
-    from market.auditor.calldata import selector_of
-
     selector = selector_of(submit)
     check = encode_submit_proof(selector, pieces[addrs[0]][:2])
     assert check.hex() == market.encode_abi("submit_proof", args=[pieces[addrs[0]][:2]])[2:]
@@ -170,13 +220,19 @@ def generate(providers: int, periods: int, seed: int) -> tuple[object, object, s
         seed = bytes(web3.eth.get_block(schedule.seed_block(period))["hash"])
         sends = []
         for a in addrs:
-            proofs = [pieces[a][challenge.challenge_index(seed, a, period, i, leaves)] for i in range(params.challenges)]
+            proofs = [
+                pieces[a][challenge.challenge_index(seed, a, period, i, leaves)]
+                for i in range(params.challenges)
+            ]
             sends.append(tx(a, market.address, encode_submit_proof(selector, proofs)))
         for i in range(0, len(sends), SEND_BATCH):
             rpc.batch(sends[i : i + SEND_BATCH])
         rpc.call("evm_mine", [])
         if n % 10 == 0:
-            print(f"  generated period {n}/{periods} ({time.perf_counter() - started:.0f}s)", flush=True)
+            print(
+                f"  generated period {n}/{periods} ({time.perf_counter() - started:.0f}s)",
+                flush=True,
+            )
     rpc.call("evm_setAutomine", [True])
     return node, web3, deployment, web3.eth.block_number
 
@@ -184,8 +240,6 @@ def generate(providers: int, periods: int, seed: int) -> tuple[object, object, s
 def baseline(web3, deployment, sample: int) -> float:
     """Seconds per proof event on the straightforward web3 path."""
     ledger = LedgerClient(web3, deployment)
-    from contracts.events import ProofSubmitted
-
     events = [e for e in ledger.events(deployment.deploy_block, kinds=[ProofSubmitted])][:sample]
     slots = {}
     start = time.perf_counter()
@@ -214,7 +268,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
     periods = -(-args.proofs // args.providers)
-    print(f"generating {args.providers} providers x {periods} periods = {args.providers * periods} proofs")
+    total = args.providers * periods
+    print(f"generating {args.providers} providers x {periods} periods = {total} proofs")
     t0 = time.perf_counter()
     node, web3, deployment, head = generate(args.providers, periods, args.seed)
     print(f"generated in {time.perf_counter() - t0:.0f}s; head block {head}")
@@ -223,7 +278,9 @@ def main() -> None:
             engine = db.open_engine(f"sqlite:///{os.path.join(tmp, 'bench.db')}")
             rpc = RpcClient(node.url)
             ledger = LedgerClient(web3, deployment)
-            indexer = Indexer(engine, rpc, deployment, ledger.market.abi, IndexerConfig(confirmations=0))
+            indexer = Indexer(
+                engine, rpc, deployment, ledger.market.abi, IndexerConfig(confirmations=0)
+            )
             profiler = cProfile.Profile() if args.profile else None
             cpu0 = resource.getrusage(resource.RUSAGE_SELF)
             start = time.perf_counter()
@@ -237,10 +294,10 @@ def main() -> None:
             cpu1 = resource.getrusage(resource.RUSAGE_SELF)
             cpu = cpu1.ru_utime - cpu0.ru_utime + cpu1.ru_stime - cpu0.ru_stime
             with engine.connect() as conn:
-                from sqlalchemy import func, select
-
                 proofs = conn.execute(select(func.count()).select_from(db.proofs)).scalar_one()
-                valid = conn.execute(select(func.count()).select_from(db.proofs).where(db.proofs.c.valid)).scalar_one()
+                valid = conn.execute(
+                    select(func.count()).select_from(db.proofs).where(db.proofs.c.valid)
+                ).scalar_one()
                 events = conn.execute(select(func.count()).select_from(db.events)).scalar_one()
                 alarms = conn.execute(select(func.count()).select_from(db.alarms)).scalar_one()
             per_base = baseline(web3, deployment, args.baseline_sample)
@@ -253,18 +310,22 @@ def main() -> None:
     print(f"{'auditor indexer (batched, raw txs, checked)':<44}{rate:>16.0f}{elapsed:>10.1f}")
     print(f"{'baseline web3 per event (sample)':<44}{base_rate:>16.0f}{per_base * proofs:>10.1f}")
     print(f"proof events {proofs} (valid {valid}), all market events {events}, alarms {alarms}")
-    print(f"indexer CPU {cpu:.1f}s for {elapsed:.1f}s wall; RPC requests {rpc.requests}; ratio {rate / base_rate:.1f}x")
-    print(json.dumps({
-        "events": proofs,
-        "events_per_s": round(rate, 1),
-        "all_events": events,
-        "valid": valid,
-        "alarms": alarms,
-        "seconds": round(elapsed, 2),
-        "cpu_seconds": round(cpu, 2),
-        "baseline_events_per_s": round(base_rate, 1),
-        "ratio": round(rate / base_rate, 2),
-    }))
+    print(f"indexer CPU {cpu:.1f}s for {elapsed:.1f}s wall; RPC requests {rpc.requests}")
+    print(
+        json.dumps(
+            {
+                "events": proofs,
+                "events_per_s": round(rate, 1),
+                "all_events": events,
+                "valid": valid,
+                "alarms": alarms,
+                "seconds": round(elapsed, 2),
+                "cpu_seconds": round(cpu, 2),
+                "baseline_events_per_s": round(base_rate, 1),
+                "ratio": round(rate / base_rate, 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -97,7 +97,9 @@ def create_app(state: ApiState) -> FastAPI:
         raise HTTPException(404, f"no provider {address}")
 
     @app.get("/api/proofs", summary="Re-verified proof transactions, newest first")
-    def proofs(provider: str | None = None, limit: int = Query(100, le=MAX_ROWS)) -> list[dict[str, Any]]:
+    def proofs(
+        provider: str | None = None, limit: int = Query(100, le=MAX_ROWS)
+    ) -> list[dict[str, Any]]:
         query = select(db.proofs).order_by(db.proofs.c.block_number.desc())
         if provider:
             query = query.where(db.proofs.c.provider == provider)
@@ -115,7 +117,9 @@ def create_app(state: ApiState) -> FastAPI:
         return _rows(state, select(db.claims).order_by(db.claims.c.period.desc()))
 
     @app.get("/api/retrievals", summary="Retrieval spot checks, newest first")
-    def retrievals(provider: str | None = None, limit: int = Query(100, le=MAX_ROWS)) -> list[dict[str, Any]]:
+    def retrievals(
+        provider: str | None = None, limit: int = Query(100, le=MAX_ROWS)
+    ) -> list[dict[str, Any]]:
         query = select(db.retrievals).order_by(db.retrievals.c.id.desc())
         if provider:
             query = query.where(db.retrievals.c.provider == provider)

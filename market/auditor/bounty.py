@@ -86,7 +86,11 @@ class BountyHunter:
     """
 
     def __init__(
-        self, engine: Engine, ledger: LedgerClient, indexer: Indexer, config: BountyConfig | None = None
+        self,
+        engine: Engine,
+        ledger: LedgerClient,
+        indexer: Indexer,
+        config: BountyConfig | None = None,
     ) -> None:
         self.engine = engine
         self.ledger = ledger
@@ -151,9 +155,13 @@ class BountyHunter:
             log.info("bounty lost race provider=%s period=%d gas_wei=%d", provider, period, cost)
             return Claim(provider, period, "lost", 0, cost, exc.tx_hash, exc.reason)
         except PeriodAlreadyProven as exc:
-            return Claim(provider, period, "proven", 0, self._spent(exc.tx_hash), exc.tx_hash, exc.reason)
+            return Claim(
+                provider, period, "proven", 0, self._spent(exc.tx_hash), exc.tx_hash, exc.reason
+            )
         except OutsideWindow as exc:
-            return Claim(provider, period, "late", 0, self._spent(exc.tx_hash), exc.tx_hash, exc.reason)
+            return Claim(
+                provider, period, "late", 0, self._spent(exc.tx_hash), exc.tx_hash, exc.reason
+            )
         except (Reverted, TransactionFailed) as exc:
             log.warning("bounty report failed provider=%s period=%d: %s", provider, period, exc)
             cost = self._spent(exc.tx_hash)
@@ -184,7 +192,7 @@ class BountyHunter:
             return 0
         try:
             receipt: Any = self.ledger.web3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
-        except Exception:  # noqa: BLE001 (not mined or not readable: nothing provably spent)
+        except Exception:
             return 0
         return int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"])
 

@@ -75,7 +75,9 @@ def selector_of(function_abi: dict[str, Any]) -> bytes:
     shape = ",".join(_abi_type(i) for i in inputs)
     signature = f"{function_abi.get('name')}({shape})"
     if signature != SUBMIT_PROOF_SIGNATURE:
-        raise LocalError(f"the market's ABI has {signature}, this auditor reads {SUBMIT_PROOF_SIGNATURE}")
+        raise LocalError(
+            f"the market's ABI has {signature}, this auditor reads {SUBMIT_PROOF_SIGNATURE}"
+        )
     return keccak(signature.encode())[:4]
 
 
@@ -100,12 +102,20 @@ def _rlp_item(data: bytes, pos: int, end: int) -> tuple[int, int, bool]:
         start, length, is_list = pos + 1, b - 0x80, False
     elif b < 0xC0:
         n = b - 0xB7
-        start, length, is_list = pos + 1 + n, int.from_bytes(data[pos + 1 : pos + 1 + n], "big"), False
+        start, length, is_list = (
+            pos + 1 + n,
+            int.from_bytes(data[pos + 1 : pos + 1 + n], "big"),
+            False,
+        )
     elif b < 0xF8:
         start, length, is_list = pos + 1, b - 0xC0, True
     else:
         n = b - 0xF7
-        start, length, is_list = pos + 1 + n, int.from_bytes(data[pos + 1 : pos + 1 + n], "big"), True
+        start, length, is_list = (
+            pos + 1 + n,
+            int.from_bytes(data[pos + 1 : pos + 1 + n], "big"),
+            True,
+        )
     if start + length > end:
         raise MalformedProof("RLP: item longer than its container")
     return start, start + length, is_list
@@ -191,5 +201,7 @@ def decode_submit_proof(data: bytes, selector: bytes) -> ProofCall:
         first = path_at + WORD
         if first + path_len * WORD > size:
             raise MalformedProof("ABI: path beyond the calldata")
-        paths.append(tuple(args[first + j * WORD : first + (j + 1) * WORD] for j in range(path_len)))
+        paths.append(
+            tuple(args[first + j * WORD : first + (j + 1) * WORD] for j in range(path_len))
+        )
     return ProofCall(leaves=tuple(leaves), paths=tuple(paths))

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -47,6 +46,7 @@ from market.auditor.config import (
     database_url,
     home_dir,
     load_config,
+    parse_config,
 )
 from market.auditor.errors import AuditorError, HomeError, LocalError
 from market.auditor.indexer import Indexer
@@ -68,7 +68,12 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         return json.dumps(
-            {"t": round(record.created, 3), "level": record.levelname, "logger": record.name, "msg": record.getMessage()}
+            {
+                "t": round(record.created, 3),
+                "level": record.levelname,
+                "logger": record.name,
+                "msg": record.getMessage(),
+            }
         )
 
 
@@ -94,7 +99,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-bounties", action="store_true", help="watch only, report no faults")
     run.add_argument("--passphrase-file", help="file holding the keystore passphrase")
 
-    report = sub.add_parser("report", parents=[common], help="write reputation.json and report.html")
+    report = sub.add_parser(
+        "report", parents=[common], help="write reputation.json and report.html"
+    )
     report.add_argument("--sync", action="store_true", help="index up to the chain head first")
     report.add_argument("--out", help="output directory (default: HOME/report)")
 
@@ -118,7 +125,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (AuditorError, LedgerError, NodeError, OSError) as exc:
         if args.debug:
             raise
-        remote = not isinstance(exc, LocalError | LedgerLocalError | OSError) and "Local" not in type(exc).__name__
+        remote = (
+            not isinstance(exc, LocalError | LedgerLocalError | OSError)
+            and "Local" not in type(exc).__name__
+        )
         code = EXIT_REMOTE if remote else EXIT_LOCAL
         print(f"auditor: {exc}", file=sys.stderr)
         return code
@@ -159,7 +169,7 @@ def cmd_init(args: argparse.Namespace) -> dict[str, Any]:
     text = DEFAULT_TOML
     if args.database:
         text = text.replace('database = ""', f"database = {json.dumps(args.database)}", 1)
-    config = load_config_text_check(text)
+    config = parse_config(text)
     db.open_engine(database_url(config, home)).dispose()
     (home / CONFIG_NAME).write_text(text)
     return {
@@ -169,12 +179,6 @@ def cmd_init(args: argparse.Namespace) -> dict[str, Any]:
         "market": deployment.market,
         "rpc": deployment.rpc_url,
     }
-
-
-def load_config_text_check(text: str) -> AuditorConfig:
-    from market.auditor.config import parse_config
-
-    return parse_config(text)
 
 
 def _open(args: argparse.Namespace) -> tuple[Path, AuditorConfig, Deployment, Any]:
@@ -187,14 +191,18 @@ def _open(args: argparse.Namespace) -> tuple[Path, AuditorConfig, Deployment, An
     return home, config, deployment, engine
 
 
-def _indexer(config: AuditorConfig, deployment: Deployment, engine: Any) -> tuple[Indexer, LedgerClient]:
+def _indexer(
+    config: AuditorConfig, deployment: Deployment, engine: Any
+) -> tuple[Indexer, LedgerClient]:
     ledger = LedgerClient(connect(deployment.rpc_url, config.rpc.timeout), deployment)
     rpc = RpcClient(deployment.rpc_url, config.rpc)
-    return Indexer(engine, rpc, deployment, ledger.market.abi, config.indexer), ledger
+    abi = [dict(item) for item in ledger.market.abi]
+    return Indexer(engine, rpc, deployment, abi, config.indexer), ledger
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from market.auditor.service import Auditor
+    # The daemon's modules (uvicorn, FastAPI, the transport) load only for `run`.
+    from market.auditor.service import Auditor  # noqa: PLC0415
 
     home, config, deployment, engine = _open(args)
     if args.listen:
@@ -256,7 +264,13 @@ def cmd_status(args: argparse.Namespace) -> dict[str, Any]:
         cursor = db.get_meta(conn, "next_block")
         counts = {
             name: conn.execute(select(func.count()).select_from(table)).scalar_one()
-            for name, table in (("events", db.events), ("proofs", db.proofs), ("alarms", db.alarms), ("claims", db.claims), ("retrievals", db.retrievals))
+            for name, table in (
+                ("events", db.events),
+                ("proofs", db.proofs),
+                ("alarms", db.alarms),
+                ("claims", db.claims),
+                ("retrievals", db.retrievals),
+            )
         }
     return {
         "market": deployment.market,
@@ -267,8 +281,6 @@ def cmd_status(args: argparse.Namespace) -> dict[str, Any]:
 
 
 COMMANDS = {"init": cmd_init, "run": cmd_run, "report": cmd_report, "status": cmd_status}
-
-__all__ = ["main", "shutil"]
 
 
 if __name__ == "__main__":

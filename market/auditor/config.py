@@ -54,7 +54,12 @@ class AuditorConfig:
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
 
 
-SECTIONS: Final = {"indexer": IndexerConfig, "rpc": RpcConfig, "bounty": BountyConfig, "retrieval": RetrievalConfig}
+SECTIONS: Final = {
+    "indexer": IndexerConfig,
+    "rpc": RpcConfig,
+    "bounty": BountyConfig,
+    "retrieval": RetrievalConfig,
+}
 
 DEFAULT_TOML: Final = """\
 # Depot auditor configuration (docs/auditor.md). Every key is shown at its default.
@@ -122,20 +127,22 @@ def _build(cls: type[Any], values: dict[str, Any], where: str) -> Any:
     if unknown:
         raise ConfigError(f"unknown key(s) in [{where}]: {', '.join(sorted(unknown))}")
     kwargs = {}
-    for name, value in values.items():
-        default = getattr(cls(), name)
-        if isinstance(default, bool) or isinstance(value, bool):
-            ok = isinstance(value, bool) and isinstance(default, bool)
+    defaults = cls()
+    for name, raw in values.items():
+        default = getattr(defaults, name)
+        value = raw
+        if isinstance(default, bool) or isinstance(raw, bool):
+            ok = isinstance(raw, bool) and isinstance(default, bool)
         elif isinstance(default, float):
-            ok = isinstance(value, int | float)
-            value = float(value)
+            ok = isinstance(raw, int | float)
+            value = float(raw)
         elif isinstance(default, tuple):
-            ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
-            value = tuple(value)
+            ok = isinstance(raw, list) and all(isinstance(v, str) for v in raw)
+            value = tuple(raw) if ok else raw
         else:
-            ok = isinstance(value, type(default))
+            ok = isinstance(raw, type(default))
         if not ok:
-            raise ConfigError(f"[{where}] {name} = {value!r}: expected {type(default).__name__}")
+            raise ConfigError(f"[{where}] {name} = {raw!r}: expected {type(default).__name__}")
         kwargs[name] = value
     try:
         return cls(**kwargs)
@@ -154,7 +161,7 @@ def parse_config(text: str) -> AuditorConfig:
         raise ConfigError(f"unknown section(s): {', '.join(sorted(unknown))}")
     top = dict(data.get("auditor", {}))
     sections = {name: _build(cls, data.get(name, {}), name) for name, cls in SECTIONS.items()}
-    base = _build(AuditorConfig, top, "auditor")
+    base: AuditorConfig = _build(AuditorConfig, top, "auditor")
     return dataclasses.replace(base, **sections)
 
 

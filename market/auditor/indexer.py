@@ -30,14 +30,17 @@ answers garbage or goes away leaves the database at its last good state.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from sqlalchemy import Connection, Engine, insert, select
+from web3 import Web3
 
 from contracts.deployment import Deployment
 from contracts.events import (
@@ -50,9 +53,15 @@ from contracts.events import (
 from market.auditor import db
 from market.auditor.calldata import decode_submit_proof, selector_of, tx_call
 from market.auditor.checker import ProviderBook, Slot, Verdict, check_proof
-from market.auditor.errors import LocalError, MalformedProof, ReorgDetected, RpcGarbage
+from market.auditor.errors import (
+    AuditorError,
+    LocalError,
+    MalformedProof,
+    ReorgDetected,
+    RpcGarbage,
+)
 from market.auditor.logs import LogDecoder
-from market.auditor.rpc import Header, RawLog, RpcClient
+from market.auditor.rpc import Header, RawLog, Receipt, RpcClient
 
 log = logging.getLogger("market.auditor.indexer")
 
@@ -72,6 +81,11 @@ class IndexerConfig:
     scan_failed_proofs: bool = True
     """Read every transaction of every block to find reverted proof transactions too (more
     RPC traffic; a successful proof is always found from its event)."""
+    max_txs: int = 400
+    """Most raw transactions read per step (a proof transaction is ~60 KB): a step covers
+    fewer blocks when they are full."""
+    prefetch: bool = True
+    """Read the next range on a second thread while the current one is judged."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +130,23 @@ class RangeIndexed:
     @property
     def idle(self) -> bool:
         return self.last < self.first and self.reorg_from is None
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """Everything read from the chain for blocks ``[first, last]``, checked."""
+
+    first: int
+    last: int
+    logs: list[tuple[RawLog, LedgerEvent | None]]
+    headers: dict[int, Header]
+    """Every block of the range (scan) or the blocks with events, and the seed blocks."""
+    tx_order: dict[bytes, tuple[int, int]]
+    """(block, position) of every transaction of the range (scan only)."""
+    raws: dict[bytes, bytes]
+    failed: list[tuple[int, bytes]]
+    """(block, tx hash) of reverted ``submit_proof`` calls."""
+    receipts: dict[bytes, Receipt]
 
 
 @dataclass
@@ -165,6 +196,10 @@ class Indexer:
         self.selector = selector_of(submit)
         self._books: dict[str, ProviderBook] | None = None
         self._proven: set[tuple[str, int]] = set()
+        self._proof_topic = self.decoder.topic_of(ProofSubmitted)
+        self._prefetch_rpc = RpcClient(rpc.url, rpc.config)
+        self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="auditor-prefetch")
+        self._prefetch: Future[_Batch] | None = None
         with db.transaction(engine) as conn:
             for key, value in (("chain_id", deployment.chain_id), ("market", deployment.market)):
                 stored = db.get_meta(conn, key)
@@ -207,14 +242,23 @@ class Indexer:
         cursor = self.cursor
         fork = self._find_fork(cursor)
         if fork is not None:
+            self._drop_prefetch()
             return self._rollback(fork, head)
-        last = min(head - self.config.confirmations, cursor + self.config.batch_blocks - 1)
-        if last < cursor:
+        safe = head - self.config.confirmations
+        if safe < cursor:
             return RangeIndexed(cursor, cursor - 1, head, 0)
+        batch = self._take_prefetch(cursor)
+        if batch is None:
+            batch = self._read(self.rpc, cursor, min(safe, cursor + self.config.batch_blocks - 1))
+        if self.config.prefetch and batch.last < safe:
+            first = batch.last + 1
+            last = min(safe, first + self.config.batch_blocks - 1)
+            self._prefetch = self._prefetcher.submit(self._read, self._prefetch_rpc, first, last)
         try:
-            return self._index(cursor, last, head)
+            return self._process(batch, head)
         except BaseException:
             self._books = None  # the books may hold part of the range: rebuild from the DB
+            self._drop_prefetch()
             raise
 
     def run_until(self, block: int, *, poll: float = 0.2, timeout: float = 600.0) -> None:
@@ -225,6 +269,30 @@ class Indexer:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"block {block} not indexed after {timeout}s")
                 time.sleep(poll)
+
+    def close(self) -> None:
+        """Stop the prefetching thread and close the RPC sessions."""
+        self._drop_prefetch()
+        self._prefetcher.shutdown(wait=True)
+        self._prefetch_rpc.close()
+
+    def _take_prefetch(self, cursor: int) -> _Batch | None:
+        future, self._prefetch = self._prefetch, None
+        if future is None:
+            return None
+        try:
+            batch = future.result()
+        except AuditorError as exc:
+            log.info("prefetch failed (%s); reading again", exc)
+            return None
+        return batch if batch.first == cursor else None
+
+    def _drop_prefetch(self) -> None:
+        future, self._prefetch = self._prefetch, None
+        if future is not None:
+            future.cancel()
+            with contextlib.suppress(BaseException):
+                future.result()
 
     def _find_fork(self, cursor: int) -> int | None:
         """The newest stored block still on the chain, if the last stored one is not."""
@@ -269,56 +337,88 @@ class Indexer:
         log.warning("reorg rolled back after block=%d", fork)
         return RangeIndexed(fork + 1, fork, head, 0, reorg_from=fork)
 
-    def _index(self, first: int, last: int, head: int) -> RangeIndexed:
-        raw_logs = self.rpc.logs(self.market, first, last)
-        decoded = [(entry, self.decoder.decode(entry)) for entry in raw_logs]
-        proofs = [(e, ev) for e, ev in decoded if isinstance(ev, ProofSubmitted)]
-
-        seed_blocks = {self.schedule.seed_block(ev.period) for _, ev in proofs}
-        tx_blocks: dict[int, list[bytes]] = {}
+    def _read(self, rpc: RpcClient, first: int, last: int) -> _Batch:
+        """Read and check everything blocks ``[first, last]`` need (or a prefix of them,
+        so that at most ``max_txs`` raw transactions are held)."""
+        tx_order: dict[bytes, tuple[int, int]] = {}
         if self.config.scan_failed_proofs:
-            scanned = self.rpc.blocks(range(first, last + 1))
-            headers = {n: h for n, (h, _) in scanned.items()}
-            tx_blocks = {n: txs for n, (_, txs) in scanned.items()}
-            headers.update(self.rpc.headers(seed_blocks - headers.keys()))
+            headers: dict[int, Header] = {}
+            stop, n = last, first
+            while n <= stop:
+                chunk = rpc.blocks(range(n, min(n + rpc.config.batch_size, stop + 1)))
+                for number in sorted(chunk):
+                    header, hashes = chunk[number]
+                    headers[number] = header
+                    for position, h in enumerate(hashes):
+                        tx_order[h] = (number, position)
+                    if len(tx_order) >= self.config.max_txs and number < stop:
+                        stop = number
+                        break
+                n += len(chunk)
+            last = stop
+            raw_logs = rpc.logs(self.market, first, last)
         else:
-            headers = self.rpc.headers({e.block_number for e in raw_logs} | seed_blocks | {last})
+            raw_logs = rpc.logs(self.market, first, last)
+            proofs_seen = 0
+            for entry in raw_logs:
+                if entry.topics[:1] == (self._proof_topic,):
+                    proofs_seen += 1
+                    if proofs_seen >= self.config.max_txs and entry.block_number < last:
+                        last = entry.block_number
+            raw_logs = [e for e in raw_logs if e.block_number <= last]
+            headers = rpc.headers({e.block_number for e in raw_logs} | {first, last})
         for entry in raw_logs:
             if headers[entry.block_number].hash != entry.block_hash:
                 raise ReorgDetected(f"block {entry.block_number} changed while being read")
+        logs = [(entry, self.decoder.decode(entry)) for entry in raw_logs]
+        proof_txs = {e.tx_hash for e, ev in logs if isinstance(ev, ProofSubmitted)}
+        raws = rpc.raw_transactions(list(tx_order) if tx_order else list(proof_txs))
+        failed = self._failed_candidates(raws, proof_txs, tx_order)
+        receipts = rpc.receipts([h for _, h in failed]) if failed else {}
+        blocks = {e.block_number for e, ev in logs if isinstance(ev, ProofSubmitted)}
+        seeds = {self.schedule.seed_block(self.schedule.period_of(n)) for n in blocks}
+        seeds |= {self.schedule.seed_block(self.schedule.period_of(n)) for n, _ in failed}
+        headers.update(rpc.headers(seeds - headers.keys()))
+        return _Batch(first, last, logs, headers, tx_order, raws, failed, receipts)
 
-        proof_txs = {e.tx_hash for e, _ in proofs}
-        raws = self.rpc.raw_transactions(
-            [h for txs in tx_blocks.values() for h in txs] if tx_blocks else list(proof_txs)
-        )
-        failed = self._failed_candidates(raws, proof_txs, tx_blocks)
-        receipts = self.rpc.receipts([h for _, h in failed]) if failed else {}
-
+    def _process(self, batch: _Batch, head: int) -> RangeIndexed:
+        """Judge and write one batch read by ``_read``."""
+        with self.engine.connect() as conn:
+            parent = conn.execute(
+                select(db.blocks.c.hash).where(db.blocks.c.number == batch.first - 1)
+            ).scalar_one_or_none()
+        first_header = batch.headers.get(batch.first)
+        if (
+            parent is not None
+            and first_header is not None
+            and "0x" + first_header.parent_hash.hex() != parent
+        ):
+            raise ReorgDetected(f"block {batch.first} does not extend the indexed chain")
         pending = _Pending()
         books = self.books
-        # Failed proof transactions sit between the logs of their block; judge them after the
-        # block's events (a failed call emitted nothing that could change the books).
-        failed_by_block: dict[int, list[bytes]] = {}
-        for n, h in failed:
-            failed_by_block.setdefault(n, []).append(h)
-        block_of_last_event = None
-        for entry, event in decoded:
-            if block_of_last_event is not None and entry.block_number != block_of_last_event:
-                self._judge_failed(failed_by_block.pop(block_of_last_event, []), block_of_last_event, raws, receipts, headers, pending)
-            block_of_last_event = entry.block_number
+        # One stream in chain order: events by (block, transaction, log); a reverted proof
+        # transaction, which logged nothing, at its own place in its block.
+        items: list[tuple[tuple[int, int, int], RawLog | bytes, LedgerEvent | None]] = []
+        for entry, event in batch.logs:
+            position = batch.tx_order.get(entry.tx_hash, (entry.block_number, 0))[1]
+            items.append(((entry.block_number, position, entry.log_index), entry, event))
+        for number, h in batch.failed:
+            items.append(((number, batch.tx_order[h][1], -1), h, None))
+        items.sort(key=lambda item: item[0])
+        for (number, _, _), what, event in items:
+            if isinstance(what, bytes):
+                self._judge_failed(what, number, batch, pending)
+                continue
             if event is None:
                 continue
-            pending.events.append(_event_row(entry, event))
+            pending.events.append(_event_row(what, event))
             if isinstance(event, ProofSubmitted):
-                self._judge_accepted(entry, event, raws[entry.tx_hash], headers, pending)
+                self._judge_accepted(what, event, batch, pending)
             _apply(books, self._proven, type(event).__name__, _event_data(event))
-        for n in sorted(failed_by_block):
-            self._judge_failed(failed_by_block[n], n, raws, receipts, headers, pending)
-
-        self._write(first, last, headers, pending)
+        self._write(batch.first, batch.last, batch.headers, pending)
         return RangeIndexed(
-            first,
-            last,
+            batch.first,
+            batch.last,
             head,
             len(pending.events),
             tuple(pending.proofs),
@@ -326,31 +426,34 @@ class Indexer:
         )
 
     def _failed_candidates(
-        self, raws: dict[bytes, bytes], accepted: set[bytes], tx_blocks: dict[int, list[bytes]]
+        self, raws: dict[bytes, bytes], accepted: set[bytes], tx_order: dict[bytes, tuple[int, int]]
     ) -> list[tuple[int, bytes]]:
         """(block, tx hash) of direct ``submit_proof`` calls to the market with no event."""
         out = []
-        for n, hashes in sorted(tx_blocks.items()):
-            for h in hashes:
-                if h in accepted:
-                    continue
-                try:
-                    call = tx_call(raws[h])
-                except MalformedProof:
-                    continue  # not a transaction we can read: not ours to judge
-                if call.to == self.market and call.data[:4] == self.selector:
-                    out.append((n, h))
+        for h, (number, _) in tx_order.items():
+            if h in accepted:
+                continue
+            try:
+                call = tx_call(raws[h])
+            except MalformedProof:
+                continue  # not a transaction we can read: not ours to judge
+            if call.to == self.market and call.data[:4] == self.selector:
+                out.append((number, h))
         return out
 
     # -- judging -------------------------------------------------------------------------
 
-    def _seed(self, period: int, headers: dict[int, Header]) -> bytes:
-        return headers[self.schedule.seed_block(period)].hash
-
-    def _verdict(self, provider: str, period: int, seed: bytes, raw: bytes) -> tuple[Verdict, int]:
-        """The auditor's verdict and the epoch it judged in."""
+    def _verdict(
+        self, provider: str, block: int, headers: dict[int, Header], raw: bytes
+    ) -> tuple[Verdict, int]:
+        """The auditor's verdict on a proof mined in ``block``, and the epoch it judged in."""
+        period = self.schedule.period_of(block)
         book = self.books.get(provider, ProviderBook())
         index = book.slot_index(book.epoch, period)
+        if block == self.schedule.seed_block(period):
+            return Verdict(
+                False, "sent in the seed block, before the window", index.total
+            ), book.epoch
         try:
             call = tx_call(raw)
             if call.to != self.market:
@@ -358,96 +461,96 @@ class Indexer:
             proof = decode_submit_proof(call.data, self.selector)
         except MalformedProof as exc:
             return Verdict(False, f"malformed: {exc}", index.total), book.epoch
-        return (
-            check_proof(
-                seed=seed,
-                provider=provider,
-                period=period,
-                index=index,
-                challenges=self.challenges,
-                call=proof,
-            ),
-            book.epoch,
+        seed = headers[self.schedule.seed_block(period)].hash
+        verdict = check_proof(
+            seed=seed,
+            provider=provider,
+            period=period,
+            index=index,
+            challenges=self.challenges,
+            call=proof,
         )
+        return verdict, book.epoch
 
     def _judge_accepted(
-        self,
-        entry: RawLog,
-        event: ProofSubmitted,
-        raw: bytes,
-        headers: dict[int, Header],
-        pending: _Pending,
+        self, entry: RawLog, event: ProofSubmitted, batch: _Batch, pending: _Pending
     ) -> None:
-        period = self.schedule.period_of(entry.block_number)
-        seed = self._seed(period, headers)
-        verdict, epoch = self._verdict(event.provider, period, seed, raw)
-        checked = ProofChecked(
-            event.tx_hash, entry.block_number, event.provider, period, True, verdict, event.live_leaves
+        block = entry.block_number
+        period = self.schedule.period_of(block)
+        verdict, epoch = self._verdict(
+            event.provider, block, batch.headers, batch.raws[entry.tx_hash]
         )
-        pending.proofs.append(checked)
-
-        def alarm(kind: str, detail: str) -> None:
-            pending.alarms.append(
-                Alarm(kind, entry.block_number, event.tx_hash, event.provider, period, detail)
+        pending.proofs.append(
+            ProofChecked(
+                event.tx_hash, block, event.provider, period, True, verdict, event.live_leaves
             )
-
-        if not verdict.valid:
-            alarm("verdict", f"the chain accepted a proof the auditor rejects: {verdict.reason}")
-        if event.period != period:
-            alarm("period", f"event says period {event.period}, its block is in {period}")
-        if event.seed != seed:
-            alarm("seed", f"event seed {event.seed.hex()[:16]} != block hash {seed.hex()[:16]}")
-        if event.live_leaves != verdict.live_leaves:
-            alarm("live_leaves", f"event {event.live_leaves} != auditor {verdict.live_leaves}")
-        if event.epoch != epoch:
-            alarm("epoch", f"event epoch {event.epoch} != auditor {epoch}")
-        for a in pending.alarms[-5:]:
-            if a.tx_hash == event.tx_hash:
-                log.error("ALARM kind=%s provider=%s period=%d tx=%s %s", a.kind, a.provider, a.period, a.tx_hash, a.detail)
-        log.debug(
-            "proof provider=%s period=%d valid=%s tx=%s",
-            event.provider,
-            period,
-            verdict.valid,
-            event.tx_hash,
         )
+        seed = batch.headers[self.schedule.seed_block(period)].hash
+        checks = (
+            (
+                verdict.valid,
+                "verdict",
+                f"the chain accepted a proof the auditor rejects: {verdict.reason}",
+            ),
+            (
+                event.period == period,
+                "period",
+                f"event says period {event.period}, its block is in {period}",
+            ),
+            (
+                event.seed == seed,
+                "seed",
+                f"event seed {event.seed.hex()[:16]} is not block hash {seed.hex()[:16]}",
+            ),
+            (
+                event.live_leaves == verdict.live_leaves,
+                "live_leaves",
+                f"event {event.live_leaves}, auditor {verdict.live_leaves}",
+            ),
+            (event.epoch == epoch, "epoch", f"event epoch {event.epoch}, auditor {epoch}"),
+        )
+        for ok, kind, detail in checks:
+            if not ok:
+                self._alarm(
+                    pending, Alarm(kind, block, event.tx_hash, event.provider, period, detail)
+                )
 
-    def _judge_failed(
-        self,
-        hashes: list[bytes],
-        block: int,
-        raws: dict[bytes, bytes],
-        receipts: dict[bytes, Any],
-        headers: dict[int, Header],
-        pending: _Pending,
-    ) -> None:
-        from web3 import Web3
+    def _judge_failed(self, h: bytes, block: int, batch: _Batch, pending: _Pending) -> None:
+        receipt = batch.receipts[h]
+        if receipt.status != 0:
+            raise RpcGarbage(f"transaction {h.hex()[:16]} succeeded but logged no proof")
+        provider = Web3.to_checksum_address(receipt.sender)
+        period = self.schedule.period_of(block)
+        tx_hash = "0x" + h.hex()
+        verdict, _ = self._verdict(provider, block, batch.headers, batch.raws[h])
+        pending.proofs.append(ProofChecked(tx_hash, block, provider, period, False, verdict, None))
+        # A valid proof may still revert for reasons outside its content: out of gas, or the
+        # period was proven already.
+        out_of_gas = receipt.gas_used >= tx_call(batch.raws[h]).gas
+        if verdict.valid and not out_of_gas and (provider, period) not in self._proven:
+            detail = "the chain rejected a proof the auditor accepts"
+            self._alarm(pending, Alarm("verdict", block, tx_hash, provider, period, detail))
 
-        for h in hashes:
-            receipt = receipts[h]
-            if receipt.status != 0:
-                raise RpcGarbage(f"transaction {h.hex()[:16]} succeeded but emitted no proof")
-            provider = Web3.to_checksum_address(receipt.sender)
-            period = self.schedule.period_of(block)
-            tx_hash = "0x" + h.hex()
-            if block == self.schedule.seed_block(period):
-                verdict = Verdict(False, "sent in the seed block (outside the window)", 0)
-            else:
-                verdict, _ = self._verdict(provider, period, self._seed(period, headers), raws[h])
-            pending.proofs.append(ProofChecked(tx_hash, block, provider, period, False, verdict, None))
-            out_of_gas = receipt.gas_used >= tx_call(raws[h]).gas
-            explained = out_of_gas or (provider, period) in self._proven
-            if verdict.valid and not explained:
-                detail = "the chain rejected a proof the auditor accepts"
-                pending.alarms.append(Alarm("verdict", block, tx_hash, provider, period, detail))
-                log.error("ALARM kind=verdict provider=%s period=%d tx=%s %s", provider, period, tx_hash, detail)
+    @staticmethod
+    def _alarm(pending: _Pending, alarm: Alarm) -> None:
+        pending.alarms.append(alarm)
+        log.error(
+            "ALARM kind=%s provider=%s period=%d tx=%s %s",
+            alarm.kind,
+            alarm.provider,
+            alarm.period,
+            alarm.tx_hash,
+            alarm.detail,
+        )
 
     # -- writing -------------------------------------------------------------------------
 
     def _write(self, first: int, last: int, headers: dict[int, Header], pending: _Pending) -> None:
         keep = {r["block_number"] for r in pending.events} | {last}
         block_rows = [
-            {"number": n, "hash": "0x" + headers[n].hash.hex()} for n in sorted(keep) if first <= n <= last
+            {"number": n, "hash": "0x" + headers[n].hash.hex()}
+            for n in sorted(keep)
+            if first <= n <= last
         ]
         now = time.time()
         with db.transaction(self.engine) as conn:
@@ -558,8 +661,8 @@ def _apply(
     elif kind == "SlotRetired":
         books[data["provider"]].retire(data["epoch"], data["slot"], data["from_period"])
     elif kind == "ProviderTerminated":
-        books.setdefault(data["provider"], ProviderBook()).terminate(data["epoch"], data["end_period"])
+        books.setdefault(data["provider"], ProviderBook()).terminate(
+            data["epoch"], data["end_period"]
+        )
     elif kind == "ProofSubmitted":
         proven.add((data["provider"], data["period"]))
-
-

@@ -32,11 +32,11 @@ def svg_bars(
 ) -> str:
     """A stacked bar chart: one bar per label, one ``(name, color, values)`` per layer."""
     n = max(len(labels), 1)
-    top = max([sum(v[i] for _, _, v in stacks) for i in range(len(labels))] + [1])
+    top = max([1.0] + [sum(v[i] for _, _, v in stacks) for i in range(len(labels))])
     bar = WIDTH / n
     parts = []
     for i, label in enumerate(labels):
-        y = HEIGHT
+        y: float = HEIGHT
         for name, color, values in stacks:
             h = values[i] / top * (HEIGHT - 20)
             if h <= 0:
@@ -47,9 +47,7 @@ def svg_bars(
                 f'height="{h:.1f}" fill="{color}"><title>period {label}: {values[i]:g} '
                 f"{html.escape(name)}</title></rect>"
             )
-    legend = " ".join(
-        f'<tspan fill="{c}">■ {html.escape(name)}</tspan>' for name, c, _ in stacks
-    )
+    legend = " ".join(f'<tspan fill="{c}">■ {html.escape(name)}</tspan>' for name, c, _ in stacks)
     return _frame(title, "".join(parts), f"max {top:g}", legend, labels)
 
 
@@ -58,15 +56,16 @@ def svg_line(title: str, points: Sequence[tuple[int, float]], unit: str = "") ->
     if not points:
         return _frame(title, "", "", "no data", [])
     xs = [p for p, _ in points]
-    lo, hi = min(xs), max(max(xs), min(xs) + 1)
-    top = max([v for _, v in points] + [1e-18])
+    lo, hi = min(xs), max(*xs, min(xs) + 1)
+    top = max([1e-18] + [v for _, v in points])
     coords = []
     for (p, v), nxt in zip(points, [*points[1:], (hi, points[-1][1])], strict=True):
         x0 = (p - lo) / (hi - lo) * WIDTH
         x1 = (nxt[0] - lo) / (hi - lo) * WIDTH
         y = HEIGHT - v / top * (HEIGHT - 20)
         coords += [f"{x0:.1f},{y:.1f}", f"{x1:.1f},{y:.1f}"]
-    path = f'<polyline fill="none" stroke="{LINE_COLOR}" stroke-width="2" points="{" ".join(coords)}"/>'
+    points_attr = " ".join(coords)
+    path = f'<polyline fill="none" stroke="{LINE_COLOR}" stroke-width="2" points="{points_attr}"/>'
     return _frame(title, path, f"max {top:,.4g} {unit}", "", [lo, hi])
 
 
@@ -93,7 +92,7 @@ def _tokens(base_units: str) -> str:
 
 
 def _rate(x: float | None) -> str:
-    return "–" if x is None else f"{x:.1%}"
+    return "n/a" if x is None else f"{x:.1%}"
 
 
 def render_html(doc: dict[str, Any]) -> str:
@@ -127,7 +126,7 @@ def render_html(doc: dict[str, Any]) -> str:
     for address, info in providers.items():
         proofs, retrieval = info["proofs"], info["retrieval"]
         p50 = retrieval["latency_ms_p50"]
-        latency = "–" if p50 is None else f"{p50:.0f} ms"
+        latency = "n/a" if p50 is None else f"{p50:.0f} ms"
         rows.append(
             "<tr>"
             f"<td><a href='#{address}'><code>{address}</code></a></td>"
@@ -138,7 +137,8 @@ def render_html(doc: dict[str, Any]) -> str:
             f"<td>{info['faults']['reported']}</td>"
             f"<td>{_tokens(info['slashed'])}</td>"
             f"<td>{_tokens(info['earnings'])}</td>"
-            f"<td>{retrieval['ok']} / {retrieval['checks']} ({_rate(retrieval['success_rate'])})</td>"
+            f"<td>{retrieval['ok']} / {retrieval['checks']} "
+            f"({_rate(retrieval['success_rate'])})</td>"
             f"<td>{latency}</td>"
             f"<td>{proofs['alarms']}</td>"
             "</tr>"
@@ -165,6 +165,11 @@ def render_html(doc: dict[str, Any]) -> str:
             + "</section>"
         )
     stake_points = [(p, v / TOKEN) for p, v in sorted(stake_by_period.items())]
+    network_proofs = svg_bars(
+        "proofs per period",
+        periods,
+        [("proven", PROVEN_COLOR, proven), ("missed", MISSED_COLOR, missed)],
+    )
     head = (
         f"chain {doc['chain_id']} · market <code>{html.escape(doc['market'])}</code> · "
         f"indexed through block {doc['indexed_through_block']} (period {doc['current_period']})"
@@ -179,13 +184,14 @@ td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}}figure{{margin:0.5e
 <h1>Depot auditor report</h1>
 <p>{head}</p>
 <h2>Network</h2>
-{svg_bars("proofs per period", periods, [("proven", PROVEN_COLOR, proven), ("missed", MISSED_COLOR, missed)])}
+{network_proofs}
 {svg_bars("faults reported per period", periods, [("reported", MISSED_COLOR, reported)])}
 {svg_line("total stake", stake_points, "tokens")}
 {svg_line("cumulative provider earnings", cumulative, "tokens")}
 <h2>Providers</h2>
-<table><tr><th>provider</th><th>status</th><th>stake</th><th>live / deals</th><th>proofs</th>
-<th>faults</th><th>slashed</th><th>earnings</th><th>retrievals</th><th>p50 latency</th><th>alarms</th></tr>
+<table><tr><th>provider</th><th>status</th><th>stake</th><th>live / deals</th>
+<th>proofs</th><th>faults</th><th>slashed</th><th>earnings</th><th>retrievals</th>
+<th>p50 latency</th><th>alarms</th></tr>
 {"".join(rows)}
 </table>
 {"".join(charts)}

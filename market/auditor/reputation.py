@@ -18,6 +18,7 @@ import json
 import statistics
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -61,11 +62,9 @@ def build_reputation(
         cursor_text = db.get_meta(conn, "next_block")
         cursor = int(cursor_text) if cursor_text else deployment.deploy_block
         books, proven = load_books(conn, cursor)
-        providers, deal_owner = _replay(conn, schedule.period_of)
+        providers = _replay(conn, schedule.period_of)
         proofs = _proof_counts(conn)
-        alarms = Counter(
-            p for (p,) in conn.execute(select(db.alarms.c.provider)) if p is not None
-        )
+        alarms = Counter(p for (p,) in conn.execute(select(db.alarms.c.provider)) if p is not None)
         retrievals = _retrievals(conn)
     last_block = max(cursor - 1, deployment.deploy_block)
     current = schedule.period_of(last_block)
@@ -105,9 +104,7 @@ def build_reputation(
                 )
         live_deals = 0
         if book is not None:
-            live_deals = sum(
-                1 for s in book.slots.get(book.epoch, []) if s.weight(current) > 0
-            )
+            live_deals = sum(1 for s in book.slots.get(book.epoch, []) if s.weight(current) > 0)
         r = retrievals.get(address, [])
         latencies = sorted(x[1] for x in r if x[0] == "ok" and x[1] is not None)
         outcomes = Counter(x[0] for x in r)
@@ -167,7 +164,7 @@ def build_reputation(
     }
 
 
-def _replay(conn: Connection, period_of: Any) -> tuple[dict[str, _Provider], dict[int, str]]:
+def _replay(conn: Connection, period_of: Callable[[int], int]) -> dict[str, _Provider]:
     """Registry and money events, in chain order, into per-provider totals."""
     providers: dict[str, _Provider] = defaultdict(_Provider)
     deal_owner: dict[int, str] = {}
@@ -214,13 +211,15 @@ def _replay(conn: Connection, period_of: Any) -> tuple[dict[str, _Provider], dic
             p.set_stake(period, p.stake - d["bounty"])
         elif kind == "ProviderTerminated":
             p.terminations += 1
-    return dict(providers), deal_owner
+    return dict(providers)
 
 
 def _proof_counts(conn: Connection) -> dict[str, tuple[int, int]]:
     """(proof transactions re-verified, reverted ones) per provider."""
     out: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for provider, accepted in conn.execute(select(db.proofs.c.provider, db.proofs.c.chain_accepted)):
+    for provider, accepted in conn.execute(
+        select(db.proofs.c.provider, db.proofs.c.chain_accepted)
+    ):
         out[provider][0] += 1
         out[provider][1] += not accepted
     return {k: (v[0], v[1]) for k, v in out.items()}

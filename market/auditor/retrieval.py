@@ -129,6 +129,7 @@ class RetrievalChecker:
         host: Host,
         indexer: Indexer,
         addresses: AddressBook,
+        *,
         config: RetrievalConfig | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -161,13 +162,15 @@ class RetrievalChecker:
         chunk = self.rng.randrange(chunk_count(size))
         where = self.addresses.lookup(provider)
         if where is None or not where[1]:
-            return RetrievalResult(provider, deal_id, chunk, "no_address", None, "no dialable address")
+            return RetrievalResult(
+                provider, deal_id, chunk, "no_address", None, "no dialable address"
+            )
         node_id, addrs = where
         start = time.monotonic()
         outcome, detail = "ok", ""
         try:
             await fetch_chunk(
-                self.host, node_id, addrs, root, size, chunk, timeout=self.config.timeout
+                self.host, node_id, addrs, root, size, index=chunk, timeout=self.config.timeout
             )
         except ProbeRefused as exc:
             outcome, detail = "refused", exc.reason

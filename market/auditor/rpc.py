@@ -164,7 +164,11 @@ class RpcClient:
     """
 
     def __init__(
-        self, url: str, config: RpcConfig | None = None, *, sleep: Callable[[float], None] = time.sleep
+        self,
+        url: str,
+        config: RpcConfig | None = None,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.url = url
         self.config = config or RpcConfig()
@@ -238,7 +242,9 @@ class RpcClient:
         out: list[RawLog] = []
         for start in range(from_block, to_block + 1, self.config.log_range):
             stop = min(start + self.config.log_range - 1, to_block)
-            params = [{"address": "0x" + address.hex(), "fromBlock": hex(start), "toBlock": hex(stop)}]
+            params = [
+                {"address": "0x" + address.hex(), "fromBlock": hex(start), "toBlock": hex(stop)}
+            ]
             reply = self.call("eth_getLogs", params)
             if not isinstance(reply, list):
                 raise RpcGarbage("eth_getLogs did not return a list")
@@ -253,9 +259,7 @@ class RpcClient:
     def raw_transactions(self, hashes: Sequence[bytes]) -> dict[bytes, bytes]:
         """Signed transactions by hash; each is checked to hash to what was asked."""
         wanted = list(dict.fromkeys(hashes))
-        replies = self.batch(
-            [("eth_getRawTransactionByHash", ["0x" + h.hex()]) for h in wanted]
-        )
+        replies = self.batch([("eth_getRawTransactionByHash", ["0x" + h.hex()]) for h in wanted])
         out = {}
         for h, reply in zip(wanted, replies, strict=True):
             raw = hex_bytes(reply)
@@ -330,9 +334,7 @@ class RpcClient:
         if not isinstance(reply, list) or len(reply) != len(requests_):
             raise RpcGarbage("a batch reply of the wrong length")
         by_id = {item.get("id"): item for item in reply if isinstance(item, dict)}
-        return [
-            _result(_obj(by_id.get(r["id"])), r["id"], r["method"]) for r in requests_
-        ]
+        return [_result(_obj(by_id.get(r["id"])), r["id"], r["method"]) for r in requests_]
 
 
 def _result(reply: dict[str, Any], expected_id: int, method: str) -> Any:

@@ -19,8 +19,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,9 +54,13 @@ class AuditorMetrics:
     """The auditor's Prometheus metrics."""
 
     def __init__(self, registry: Registry) -> None:
-        self.events = registry.counter("depot_auditor_events_indexed_total", "Market events indexed")
+        self.events = registry.counter(
+            "depot_auditor_events_indexed_total", "Market events indexed"
+        )
         self.proofs = registry.counter(
-            "depot_auditor_proofs_checked_total", "Proof transactions re-verified", ("chain", "auditor")
+            "depot_auditor_proofs_checked_total",
+            "Proof transactions re-verified",
+            ("chain", "auditor"),
         )
         self.alarms = registry.counter(
             "depot_auditor_alarms_total", "Disagreements with the chain", ("kind",)
@@ -109,6 +112,14 @@ class AuditorMetrics:
                 self.retrieval_seconds.observe(r.latency_ms / 1000)
 
 
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handlers: the daemon's handlers stop everything."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 @dataclass
 class Auditor:
     """Everything ``auditor run`` runs, wired together."""
@@ -150,7 +161,7 @@ class Auditor:
                 log.warning("indexer step failed: %s; retry in %.1fs", exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
-            except Exception as exc:  # noqa: BLE001 (a chain client's error we do not type)
+            except Exception as exc:
                 self.metrics.rpc_errors.inc()
                 log.warning("indexer step failed: %r; retry in %.1fs", exc, backoff)
                 await asyncio.sleep(backoff)
@@ -180,13 +191,15 @@ class Auditor:
                 with contextlib.suppress(Exception):
                     found = await dht.get_providers(ASKS_KEY)
                     for record in found.records:
-                        checker.addresses.dht[record.node_id] = [(a.host, a.port) for a in record.addrs]
+                        checker.addresses.dht[record.node_id] = [
+                            (a.host, a.port) for a in record.addrs
+                        ]
             head = self._head
             if head is None:
                 continue
             period = self.deployment.schedule.period_of(head)
-            checker_live = await self._blocking(lambda: checker.live_deals(period))
-            if not checker_live:
+            live = await self._blocking(lambda p=period: checker.live_deals(p))  # type: ignore[misc]
+            if not live:
                 continue
             results = await checker.round(period)
             self.metrics.on_retrievals(results)
@@ -217,14 +230,13 @@ class Auditor:
             await dht.start([parse_peer(p) for p in self.config.bootstrap])
         state = ApiState(self.engine, self.deployment, self.registry, head=lambda: self._head)
         api_host, api_port = parse_hostport(self.config.api, "api")
-        server = uvicorn.Server(
+        server = _QuietServer(
             uvicorn.Config(
                 create_app(state), host=api_host, port=api_port, log_level="warning", lifespan="off"
             )
         )
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         checker = RetrievalChecker(
-            self.engine, host, self.indexer, AddressBook(self.engine), self.config.retrieval
+            self.engine, host, self.indexer, AddressBook(self.engine), config=self.config.retrieval
         )
         self._spawn(server.serve(), "api")
         self._spawn(self._index_loop(), "indexer")
@@ -243,7 +255,7 @@ class Auditor:
             self.ready(
                 {
                     "api": f"http://{api_host}:{port}",
-                    "p2p": f"{self.node_key.node_id.hex()}@{host.listen_addrs[0][0]}:{host.listen_addrs[0][1]}",
+                    "p2p": "{}@{}:{}".format(self.node_key.node_id.hex(), *host.listen_addrs[0]),
                     "account": self.ledger.address if self.hunter is not None else None,
                     "market": self.deployment.market,
                 }
@@ -270,6 +282,3 @@ class Auditor:
         task = asyncio.ensure_future(coro)
         task.set_name(name)
         self._tasks.append(task)
-
-
-__all__ = ["Auditor", "AuditorMetrics", "time"]

@@ -7,7 +7,7 @@ way: the layer against the piece root, then the chunk against its layer entry
 (``node.swarm.verify``). Nothing is written anywhere. The outcome says whether the peer
 served, refused, sent data that does not verify, or did not answer in time::
 
-    probe = await fetch_chunk(host, peer_id, addrs, root, piece_size, index, timeout=20)
+    probe = await fetch_chunk(host, peer_id, addrs, root, piece_size, index=3, timeout=20)
     probe.elapsed, probe.ttfb                       # seconds
 
 Raises ``ProbeRefused`` (the peer said no: no such piece, a missing chunk), ``ProbeBadData``
@@ -74,9 +74,9 @@ async def fetch_chunk(
     addrs: Sequence[tuple[str, int]],
     root: bytes,
     piece_size: int,
-    index: int,
     *,
-    timeout: float = 20.0,
+    index: int,
+    timeout: float = 20.0,  # noqa: ASYNC109 (the documented API: dial and exchange together)
 ) -> ChunkProbe:
     """
     Fetch chunk ``index`` of piece ``root`` from ``peer_id`` and verify it.
@@ -102,7 +102,7 @@ async def fetch_chunk(
         async with asyncio.timeout(timeout):
             stream = await host.open_stream(peer_id, addrs, PROTOCOL)
             try:
-                return await _exchange(stream, root, piece_size, index, count, start)
+                return await _exchange(stream, root, piece_size, index=index, start=start)
             finally:
                 stream.reset("probe done")
     except TimeoutError:
@@ -110,8 +110,9 @@ async def fetch_chunk(
 
 
 async def _exchange(
-    stream: Stream, root: bytes, piece_size: int, index: int, count: int, start: float
+    stream: Stream, root: bytes, piece_size: int, *, index: int, start: float
 ) -> ChunkProbe:
+    count = chunk_count(piece_size)
     await stream.send_msg(Interested(root, piece_size))
     for first in range(0, count, LAYER_PAGE):
         await stream.send_msg(GetLayer(first, min(LAYER_PAGE, count - first)))

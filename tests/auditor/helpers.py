@@ -114,7 +114,10 @@ class Prover:
         self.pieces: dict[bytes, Piece] = {}
 
     def register(
-        self, stake: int = 1_000 * TOKEN, endpoint: str = "127.0.0.1:1", node_id: bytes | None = None
+        self,
+        stake: int = 1_000 * TOKEN,
+        endpoint: str = "127.0.0.1:1",
+        node_id: bytes | None = None,
     ) -> None:
         self.ledger.approve()
         self.ledger.register(node_id or self.rng.randbytes(32), endpoint, stake)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from pathlib import Path
 
 from sqlalchemy import Engine, select
@@ -26,7 +27,9 @@ def hunter(chain: Chain, engine: Engine, account_index: int) -> BountyHunter:
         chain.ledger().market.abi,
         IndexerConfig(confirmations=0),
     )
-    return BountyHunter(engine, chain.ledger(chain.accounts[account_index]), indexer, BountyConfig())
+    return BountyHunter(
+        engine, chain.ledger(chain.accounts[account_index]), indexer, BountyConfig()
+    )
 
 
 def silent_provider(chain: Chain) -> tuple[Prover, int]:
@@ -96,10 +99,16 @@ def test_two_auditors_racing_for_one_fault_lose_at_most_one_transaction(
     ]
     for t in threads:
         t.start()
-    while int(chain.web3.provider.make_request("txpool_status", [])["result"]["pending"], 16) < 2:  # type: ignore[arg-type]
-        if not any(t.is_alive() for t in threads):
-            break
-        threading.Event().wait(0.05)
+
+    def pending() -> int:
+        status = chain.web3.provider.make_request("txpool_status", [])  # type: ignore[arg-type]
+        return int(status["result"]["pending"], 16)
+
+    # Both reports are in the pool, or one hunter already gave up at its gas estimate.
+    deadline = time.monotonic() + 30
+    while pending() + sum(not t.is_alive() for t in threads) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     chain.web3.provider.make_request("evm_setAutomine", [True])  # type: ignore[arg-type]
     chain.mine(1)
     for t in threads:
@@ -110,7 +119,9 @@ def test_two_auditors_racing_for_one_fault_lose_at_most_one_transaction(
     winner, loser = outcome[1][1], outcome[0][1]
     lost = results[loser][0]
     assert results[winner][0].bounty == BOUNTY
-    assert hunters[winner].ledger.balance_of(hunters[winner].ledger.address) == tokens[winner] + BOUNTY
+    assert (
+        hunters[winner].ledger.balance_of(hunters[winner].ledger.address) == tokens[winner] + BOUNTY
+    )
     assert hunters[loser].ledger.balance_of(hunters[loser].ledger.address) == tokens[loser]
     # The loser spent at most the gas of its one failed transaction, and recorded it.
     spent = eth[loser] - chain.web3.eth.get_balance(hunters[loser].ledger.address)

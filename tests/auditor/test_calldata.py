@@ -62,7 +62,7 @@ def test_garbage_is_malformed_never_a_crash(junk: bytes, seed: int) -> None:
 
 
 def test_the_selector_comes_from_the_abi() -> None:
-    assert SELECTOR == bytes.fromhex(MARKET_CONTRACT.encode_abi("submit_proof", args=[[]])[2:10])
+    assert bytes.fromhex(MARKET_CONTRACT.encode_abi("submit_proof", args=[[]])[2:10]) == SELECTOR
     with pytest.raises(LocalError):
         selector_of({**SUBMIT, "inputs": [{"name": "x", "type": "uint256"}]})
 
@@ -70,7 +70,14 @@ def test_the_selector_comes_from_the_abi() -> None:
 @pytest.mark.parametrize("kind", ["legacy", "eip2930", "eip1559"])
 def test_transactions_of_every_type_give_their_call(kind: str) -> None:
     account = Account.create()
-    tx: dict[str, object] = {"to": "0x" + "22" * 20, "data": b"\x01\x02" * 600, "gas": 123_456, "nonce": 7, "value": 5, "chainId": 1}
+    tx: dict[str, object] = {
+        "to": "0x" + "22" * 20,
+        "data": b"\x01\x02" * 600,
+        "gas": 123_456,
+        "nonce": 7,
+        "value": 5,
+        "chainId": 1,
+    }
     if kind == "legacy":
         tx["gasPrice"] = 10**9
     elif kind == "eip2930":
@@ -79,7 +86,11 @@ def test_transactions_of_every_type_give_their_call(kind: str) -> None:
         tx.update(maxFeePerGas=10**10, maxPriorityFeePerGas=1, type=2)
     raw = bytes(account.sign_transaction(tx).raw_transaction)
     call = tx_call(raw)
-    assert call.to == bytes.fromhex("22" * 20) and call.data == b"\x01\x02" * 600 and call.gas == 123_456
+    assert (
+        call.to == bytes.fromhex("22" * 20)
+        and call.data == b"\x01\x02" * 600
+        and call.gas == 123_456
+    )
     for broken in (raw[:-1], raw + b"\x00", b"\x05" + raw[1:], b""):
         with pytest.raises(MalformedProof):
             tx_call(broken)

@@ -69,23 +69,44 @@ def test_verdicts() -> None:
     assert ok.valid and ok.live_leaves == 5 + 1 + 71 and ok.failed == ()
 
     # Another period's seed draws other leaves: most answers no longer verify.
-    stale = check_proof(seed=SEED, provider=PROVIDER, period=10, index=index, challenges=46, call=call)
+    stale = check_proof(
+        seed=SEED, provider=PROVIDER, period=10, index=index, challenges=46, call=call
+    )
     assert not stale.valid and len(stale.failed) > 10
 
     bad_leaf = call.leaves[7][:100] + bytes([call.leaves[7][100] ^ 0x80]) + call.leaves[7][101:]
-    forged = ProofCall(call.leaves[:7] + (bad_leaf,) + call.leaves[8:], call.paths)
-    verdict = check_proof(seed=SEED, provider=PROVIDER, period=9, index=index, challenges=46, call=forged)
+    forged = ProofCall((*call.leaves[:7], bad_leaf, *call.leaves[8:]), call.paths)
+    verdict = check_proof(
+        seed=SEED, provider=PROVIDER, period=9, index=index, challenges=46, call=forged
+    )
     assert not verdict.valid and verdict.failed == (7,) and "challenge 7" in verdict.reason
 
     short = ProofCall(call.leaves[:45], call.paths[:45])
-    assert "45 proofs" in check_proof(seed=SEED, provider=PROVIDER, period=9, index=index, challenges=46, call=short).reason
+    assert (
+        "45 proofs"
+        in check_proof(
+            seed=SEED, provider=PROVIDER, period=9, index=index, challenges=46, call=short
+        ).reason
+    )
 
     empty = SlotIndex.of([], 9)
-    assert not check_proof(seed=SEED, provider=PROVIDER, period=9, index=empty, challenges=46, call=call).valid
+    assert not check_proof(
+        seed=SEED, provider=PROVIDER, period=9, index=empty, challenges=46, call=call
+    ).valid
 
     # A path of another leaf, or one too long for the contract, fails.
     other = next(i for i in range(1, 46) if call.paths[i] != call.paths[0])
-    swapped = ProofCall(call.leaves, (call.paths[other],) + call.paths[1:])
-    assert 0 in check_proof(seed=SEED, provider=PROVIDER, period=9, index=index, challenges=46, call=swapped).failed
-    long_path = ProofCall(call.leaves, ((bytes(32),) * 41,) + call.paths[1:])
-    assert 0 in check_proof(seed=SEED, provider=PROVIDER, period=9, index=index, challenges=46, call=long_path).failed
+    swapped = ProofCall(call.leaves, (call.paths[other], *call.paths[1:]))
+    assert (
+        0
+        in check_proof(
+            seed=SEED, provider=PROVIDER, period=9, index=index, challenges=46, call=swapped
+        ).failed
+    )
+    long_path = ProofCall(call.leaves, ((bytes(32),) * 41, *call.paths[1:]))
+    assert (
+        0
+        in check_proof(
+            seed=SEED, provider=PROVIDER, period=9, index=index, challenges=46, call=long_path
+        ).failed
+    )

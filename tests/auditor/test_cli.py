@@ -71,7 +71,11 @@ def test_init_report_status(chain: Chain, tmp_path: Path, capsys) -> None:  # ty
     assert record["proofs"]["proven"] == 1 and record["proofs"]["verified"] == 1
     assert doc["schema"] == "depot.auditor.reputation/1"
     page = Path(report["html"]).read_text()
-    assert "<svg" in page and prover.address in page and "http" not in page.split("<body>")[1].replace("http://www.w3.org/2000/svg", "")
+    assert (
+        "<svg" in page
+        and prover.address in page
+        and "http" not in page.split("<body>")[1].replace("http://www.w3.org/2000/svg", "")
+    )
 
     assert main(["status", "--home", str(home), "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
@@ -86,7 +90,17 @@ def test_the_daemon_serves_its_api_and_stops_on_sigterm(chain: Chain, tmp_path: 
     assert main(init(chain, home, tmp_path)["args"]) == 0  # type: ignore[arg-type]
     env = {**os.environ, "DEPOT_PASSPHRASE": "secret"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "market.auditor.cli", "run", "--home", str(home), "--api", "127.0.0.1:0", "--json"],
+        [
+            sys.executable,
+            "-m",
+            "market.auditor.cli",
+            "run",
+            "--home",
+            str(home),
+            "--api",
+            "127.0.0.1:0",
+            "--json",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
@@ -101,9 +115,15 @@ def test_the_daemon_serves_its_api_and_stops_on_sigterm(chain: Chain, tmp_path: 
         while requests.get(f"{api}/api/status", timeout=5).json()["indexed_through_block"] is None:
             assert time.monotonic() < deadline
             time.sleep(0.2)
-        assert requests.get(f"{api}/openapi.json", timeout=5).json()["info"]["title"] == "Depot auditor"
+        assert (
+            requests.get(f"{api}/openapi.json", timeout=5).json()["info"]["title"]
+            == "Depot auditor"
+        )
         assert "depot_auditor_indexed_block" in requests.get(f"{api}/metrics", timeout=5).text
-        assert requests.get(f"{api}/api/reputation", timeout=5).json()["market"] == chain.deployment.market
+        assert (
+            requests.get(f"{api}/api/reputation", timeout=5).json()["market"]
+            == chain.deployment.market
+        )
         assert "<svg" in requests.get(f"{api}/report", timeout=5).text
         assert requests.get(f"{api}/api/providers/0x{'00' * 20}", timeout=5).status_code == 404
     finally:

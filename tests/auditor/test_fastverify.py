@@ -20,7 +20,9 @@ addresses = st.binary(min_size=20, max_size=20).map(lambda b: "0x" + b.hex())
     leaf_range=st.integers(1, 2**70),
 )
 @settings(max_examples=200, deadline=None)
-def test_challenge_indices_match_the_spec(seed: bytes, provider: str, period: int, leaf_range: int) -> None:
+def test_challenge_indices_match_the_spec(
+    seed: bytes, provider: str, period: int, leaf_range: int
+) -> None:
     expected = [challenge.challenge_index(seed, provider, period, i, leaf_range) for i in range(5)]
     assert fastverify.challenge_indices(seed, provider, period, 5, leaf_range) == expected
 

@@ -6,6 +6,7 @@ import json
 import random
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -15,7 +16,7 @@ from sqlalchemy import Engine, func, select
 
 from contracts.events import ProofSubmitted
 from market.auditor import db
-from market.auditor.errors import RemoteError
+from market.auditor.errors import LocalError, RemoteError
 from market.auditor.indexer import Indexer, IndexerConfig
 from market.auditor.rpc import RpcClient, RpcConfig
 from tests.auditor.helpers import Chain, Prover, client_ledger, send_raw_proof
@@ -241,10 +242,6 @@ def test_garbage_from_the_rpc_is_never_indexed(
 
 def test_another_market_in_the_same_database_is_refused(chain: Chain, engine: Engine) -> None:
     make_indexer(chain, engine)
-    from dataclasses import replace
-
-    from market.auditor.errors import LocalError
-
     other = replace(chain.deployment, market="0x" + "11" * 20)
     with pytest.raises(LocalError, match="market"):
         Indexer(engine, RpcClient(chain.url), other, chain.ledger().market.abi)

@@ -67,8 +67,8 @@ def test_a_provider_that_proves_but_refuses_to_serve_shows_up(
             auditor,
             indexer,
             AddressBook(engine),
-            RetrievalConfig(deals_per_round=10, timeout=10),
-            random.Random(1),
+            config=RetrievalConfig(deals_per_round=10, timeout=10),
+            rng=random.Random(1),
         )
         try:
             assert len(checker.live_deals(period)) == 2

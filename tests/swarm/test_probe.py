@@ -21,7 +21,9 @@ from tests.swarm.test_service import CorruptStore
 SIZE = 5 * CHUNK_SIZE + 999
 
 
-async def serving(tmp: Path, store_cls: type[FilePieceStore] = FilePieceStore) -> tuple[Host, Swarm, bytes, bytes]:
+async def serving(
+    tmp: Path, store_cls: type[FilePieceStore] = FilePieceStore
+) -> tuple[Host, Swarm, bytes, bytes]:
     piece = make_piece(SIZE, seed=3)
     store = store_cls(tmp / "store")
     root = store.add(piece)
@@ -36,11 +38,13 @@ def test_a_chunk_is_fetched_and_verified(tmp_path: Path) -> None:
         client = Host(NodeKey.generate())
         try:
             for index in (0, 5):
-                probe = await fetch_chunk(client, host.node_id, host.listen_addrs, root, SIZE, index)
+                probe = await fetch_chunk(
+                    client, host.node_id, host.listen_addrs, root, SIZE, index=index
+                )
                 assert probe.data == piece[index * CHUNK_SIZE : (index + 1) * CHUNK_SIZE]
                 assert 0 < probe.ttfb <= probe.elapsed
             with pytest.raises(errors.LocalError):
-                await fetch_chunk(client, host.node_id, host.listen_addrs, root, SIZE, 6)
+                await fetch_chunk(client, host.node_id, host.listen_addrs, root, SIZE, index=6)
         finally:
             await client.close()
             await swarm.close()
@@ -63,17 +67,26 @@ def test_refusals_corrupt_data_and_silence_are_typed(tmp_path: Path) -> None:
         client = Host(NodeKey.generate())
         try:
             with pytest.raises(ProbeRefused, match="no such piece"):
-                await fetch_chunk(client, host.node_id, host.listen_addrs, bytes(32), SIZE, 0)
+                await fetch_chunk(client, host.node_id, host.listen_addrs, bytes(32), SIZE, index=0)
             with pytest.raises(ProbeRefused):
-                await fetch_chunk(client, host.node_id, host.listen_addrs, root, SIZE + 1, 0)
+                await fetch_chunk(client, host.node_id, host.listen_addrs, root, SIZE + 1, index=0)
             with pytest.raises(ProbeBadData, match="does not match"):
-                await fetch_chunk(client, bad_host.node_id, bad_host.listen_addrs, bad_root, SIZE, 1)
+                await fetch_chunk(
+                    client, bad_host.node_id, bad_host.listen_addrs, bad_root, SIZE, index=1
+                )
             with pytest.raises(errors.PeerTimeout):
                 await fetch_chunk(
-                    client, silent.node_id, silent.listen_addrs, root, SIZE, 0, timeout=0.5
+                    client, silent.node_id, silent.listen_addrs, root, SIZE, index=0, timeout=0.5
                 )
         finally:
-            for closer in (client.close, silent.close, bad_swarm.close, bad_host.close, swarm.close, host.close):
+            for closer in (
+                client.close,
+                silent.close,
+                bad_swarm.close,
+                bad_host.close,
+                swarm.close,
+                host.close,
+            ):
                 await closer()
 
     asyncio.run(main())
