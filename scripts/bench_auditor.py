@@ -310,7 +310,13 @@ def main() -> None:
     print(f"{'auditor indexer (batched, raw txs, checked)':<44}{rate:>16.0f}{elapsed:>10.1f}")
     print(f"{'baseline web3 per event (sample)':<44}{base_rate:>16.0f}{per_base * proofs:>10.1f}")
     print(f"proof events {proofs} (valid {valid}), all market events {events}, alarms {alarms}")
-    print(f"indexer CPU {cpu:.1f}s for {elapsed:.1f}s wall; RPC requests {rpc.requests}")
+    fetch = indexer._prefetch_rpc
+    waited = rpc.seconds + fetch.seconds
+    requests_sent = rpc.requests + fetch.requests
+    print(
+        f"indexer CPU {cpu:.1f}s for {elapsed:.1f}s wall; RPC requests {requests_sent}"
+        f", waiting on the node {waited:.1f}s ({fetch.seconds:.1f}s of it on the prefetch thread)"
+    )
     print(
         json.dumps(
             {
@@ -321,6 +327,7 @@ def main() -> None:
                 "alarms": alarms,
                 "seconds": round(elapsed, 2),
                 "cpu_seconds": round(cpu, 2),
+                "rpc_wait_seconds": round(waited, 2),
                 "baseline_events_per_s": round(base_rate, 1),
                 "ratio": round(rate / base_rate, 2),
             }

@@ -12,8 +12,9 @@ re-verifies is exactly what was signed and executed, whatever the RPC node says.
   arguments, read per the Solidity ABI specification (head/tail encoding of dynamic
   types). Every offset and length is bounds-checked; anything that does not decode is a
   ``MalformedProof``, never an ``IndexError``. It is equivalent to web3's
-  ``decode_function_input`` on well-formed input (tests/auditor/test_calldata.py) and about
-  a hundred times faster, which is what lets the auditor keep up with the chain.
+  ``decode_function_input`` on well-formed input (tests/auditor/test_calldata.py) and some
+  thirty times faster (0.36 ms against 10.6 ms for a 46-challenge proof on the shared
+  development VM), which is what lets the auditor keep up with the chain.
 
 The selector is not hard-coded: ``selector_of`` takes it from the market's ABI as
 ``contracts.chain`` loads it, and refuses an ABI whose ``submit_proof`` has another shape.
@@ -21,6 +22,7 @@ The selector is not hard-coded: ``selector_of`` takes it from the market's ABI a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -59,7 +61,7 @@ class ProofCall:
     """The decoded arguments of one ``submit_proof`` call."""
 
     leaves: tuple[bytes, ...]
-    paths: tuple[tuple[bytes, ...], ...]
+    paths: tuple[Sequence[bytes], ...]
 
 
 def selector_of(function_abi: dict[str, Any]) -> bytes:
@@ -161,19 +163,15 @@ def tx_call(raw: bytes) -> TxCall:
 # ---------------------------------------------------------------------- ABI
 
 
-def _uint(data: bytes, at: int, limit: int) -> int:
-    """A 32-byte word at ``at`` read as an offset or length; must stay below ``limit``."""
-    if at < 0 or at + WORD > len(data):
-        raise MalformedProof("ABI: word beyond the calldata")
-    value = int.from_bytes(data[at : at + WORD], "big")
-    if value > limit:
-        raise MalformedProof("ABI: offset or length beyond the calldata")
-    return value
-
-
 def decode_submit_proof(data: bytes, selector: bytes) -> ProofCall:
     """
     The arguments of a ``submit_proof`` call (selector included in ``data``).
+
+    Offsets are relative to the start of the enclosing dynamic value (the arguments, the
+    array's elements, each tuple), as the ABI specification lays out ``T[]`` and tuples.
+    Every offset and length is checked against the calldata's size before it is used, so a
+    hostile encoding can neither read out of bounds nor make the decoder allocate more than
+    the calldata holds.
 
     Raises
     ------
@@ -184,24 +182,30 @@ def decode_submit_proof(data: bytes, selector: bytes) -> ProofCall:
         raise MalformedProof("not a submit_proof call")
     args = data[4:]
     size = len(args)
-    array = _uint(args, 0, size)
-    count = _uint(args, array, size // WORD)
-    base = array + WORD  # offsets of the tuples are relative to here
+    word = int.from_bytes
+
+    def at(offset: int) -> int:
+        if offset + WORD > size:
+            raise MalformedProof("ABI: offset or length beyond the calldata")
+        return word(args[offset : offset + WORD], "big")
+
+    array = at(0)
+    count = at(array)
+    base = array + WORD  # tuple offsets are relative to the start of the array's elements
+    if base + count * WORD > size:
+        raise MalformedProof("ABI: more proofs than the calldata holds")
     leaves: list[bytes] = []
-    paths: list[tuple[bytes, ...]] = []
+    paths: list[list[bytes]] = []
     for i in range(count):
-        item = base + _uint(args, base + i * WORD, size)
-        leaf_at = item + _uint(args, item, size)
-        path_at = item + _uint(args, item + WORD, size)
-        leaf_len = _uint(args, leaf_at, size)
-        if leaf_at + WORD + leaf_len > size:
-            raise MalformedProof("ABI: leaf beyond the calldata")
-        leaves.append(args[leaf_at + WORD : leaf_at + WORD + leaf_len])
-        path_len = _uint(args, path_at, size // WORD)
-        first = path_at + WORD
-        if first + path_len * WORD > size:
-            raise MalformedProof("ABI: path beyond the calldata")
-        paths.append(
-            tuple(args[first + j * WORD : first + (j + 1) * WORD] for j in range(path_len))
-        )
+        head = base + i * WORD
+        item = base + word(args[head : head + WORD], "big")
+        leaf_at = item + at(item)
+        path_at = item + at(item + WORD)
+        leaf_start, path_start = leaf_at + WORD, path_at + WORD
+        leaf_end = leaf_start + at(leaf_at)
+        path_end = path_start + at(path_at) * WORD
+        if leaf_end > size or path_end > size:
+            raise MalformedProof("ABI: leaf or path beyond the calldata")
+        leaves.append(args[leaf_start:leaf_end])
+        paths.append([args[j : j + WORD] for j in range(path_start, path_end, WORD)])
     return ProofCall(leaves=tuple(leaves), paths=tuple(paths))

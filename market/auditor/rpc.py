@@ -179,6 +179,8 @@ class RpcClient:
         """HTTP requests sent (a batch counts once)."""
         self.failures = 0
         """Failed attempts (unreachable or garbage), retried or not."""
+        self.seconds = 0.0
+        """Wall time spent waiting for HTTP replies."""
 
     def close(self) -> None:
         self._session.close()
@@ -299,6 +301,7 @@ class RpcClient:
 
     def _post(self, body: Any) -> Any:
         self.requests += 1
+        started = time.perf_counter()
         try:
             response = self._session.post(
                 self.url,
@@ -308,6 +311,8 @@ class RpcClient:
             )
         except requests.RequestException as exc:
             raise RpcError(f"RPC endpoint unreachable: {exc}") from None
+        finally:
+            self.seconds += time.perf_counter() - started
         if response.status_code != 200:
             raise RpcGarbage(f"HTTP {response.status_code} from the RPC endpoint")
         try:

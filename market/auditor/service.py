@@ -273,6 +273,7 @@ class Auditor:
                 await dht.close()
             await host.close()
             self._worker.shutdown(wait=True)
+            self.indexer.close()
             self.engine.dispose()
 
     def stop(self) -> None:
