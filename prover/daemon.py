@@ -29,6 +29,7 @@ import socket
 import sys
 import time
 from collections.abc import Generator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import uvicorn
@@ -66,6 +67,8 @@ from prover.views import summary_view
 log = logging.getLogger("prover.daemon")
 
 GENESIS_KEY = "genesis"
+WORKER_THREADS = 32
+"""Threads for blocking ledger calls and disk reads (a hung RPC holds one each)."""
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -96,6 +99,10 @@ class ProverNode:
     async def start(self) -> dict[str, Any]:
         """Bring everything up but the chain side; returns the ready information."""
         home, config = self.home, self.config
+        # Ledger calls block in threads; an endpoint that hangs must not starve the others.
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="prover")
+        )
         deployment = home.load_deployment(config)
         db = Database.open(home.database_url(config))
         store = BlobStore(home.blob_path(config), config.storage.capacity, config.storage.reserve)

@@ -109,7 +109,16 @@ class ProvingDriver:
             round_.attempts = saved.attempts
             round_.reason = saved.reason
         self.rounds[period] = round_
-        self._save(round_, live_leaves=state.live_leaves, resumed=saved is not None)
+        self._save(round_, live_leaves=state.live_leaves)
+        if saved is not None:
+            event(
+                log,
+                logging.INFO,
+                "round_resumed",
+                period=period,
+                saved=saved.state,
+                state=round_.state.value,
+            )
         if saved is not None and saved.state in ("proving", "submitted"):
             # We may have sent a transaction before a restart: wait until it is settled.
             self._may_be_pending = period
@@ -286,7 +295,6 @@ class ProvingDriver:
         self._save(round_)
 
     def _save(self, round_: ProvingRound, **extra: Any) -> None:
-        extra.pop("resumed", None)
         self.ctx.db.put_proof(
             round_.period,
             state=round_.state.value,
