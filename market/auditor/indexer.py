@@ -61,6 +61,7 @@ from market.auditor.errors import (
     RpcGarbage,
 )
 from market.auditor.logs import LogDecoder
+from market.auditor.receipts import parse_receipt, receipts_root
 from market.auditor.rpc import Header, RawLog, Receipt, RpcClient
 
 log = logging.getLogger("market.auditor.indexer")
@@ -86,6 +87,9 @@ class IndexerConfig:
     fewer blocks when they are full."""
     prefetch: bool = True
     """Read the next range on a second thread while the current one is judged."""
+    verify_logs: bool = True
+    """Check every block's logs against its receipts root (``eth_getBlockReceipts``), so that
+    a garbled or invented event is never indexed; turn off for endpoints without that call."""
 
 
 @dataclass(frozen=True)
@@ -370,6 +374,8 @@ class Indexer:
         for entry in raw_logs:
             if headers[entry.block_number].hash != entry.block_hash:
                 raise ReorgDetected(f"block {entry.block_number} changed while being read")
+        if self.config.verify_logs:
+            self._check_logs(rpc, raw_logs, headers)
         logs = [(entry, self.decoder.decode(entry)) for entry in raw_logs]
         proof_txs = {e.tx_hash for e, ev in logs if isinstance(ev, ProofSubmitted)}
         raws = rpc.raw_transactions(list(tx_order) if tx_order else list(proof_txs))
@@ -380,6 +386,28 @@ class Indexer:
         seeds |= {self.schedule.seed_block(self.schedule.period_of(n)) for n, _ in failed}
         headers.update(rpc.headers(seeds - headers.keys()))
         return _Batch(first, last, logs, headers, tx_order, raws, failed, receipts)
+
+    def _check_logs(
+        self, rpc: RpcClient, raw_logs: list[RawLog], headers: dict[int, Header]
+    ) -> None:
+        """The market's logs of each block are exactly those its receipts root commits to."""
+        by_block: dict[int, list[RawLog]] = {}
+        for entry in raw_logs:
+            by_block.setdefault(entry.block_number, []).append(entry)
+        for number, replies in rpc.block_receipts(by_block).items():
+            receipts = [parse_receipt(r) for r in replies]
+            if receipts_root(receipts) != headers[number].receipts_root:
+                raise RpcGarbage(f"the receipts of block {number} do not match its header")
+            committed = []
+            log_index = 0
+            for receipt in receipts:
+                for item in receipt.logs:
+                    if item.address == self.market:
+                        committed.append((log_index, receipt.tx_hash, item.topics, item.data))
+                    log_index += 1
+            served = [(e.log_index, e.tx_hash, e.topics, e.data) for e in by_block[number]]
+            if served != committed:
+                raise RpcGarbage(f"the logs of block {number} are not the ones its receipts hold")
 
     def _process(self, batch: _Batch, head: int) -> RangeIndexed:
         """Judge and write one batch read by ``_read``."""

@@ -57,6 +57,7 @@ class Header:
     number: int
     hash: bytes
     parent_hash: bytes
+    receipts_root: bytes
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,7 @@ def parse_header(value: Any) -> Header:
         number=hex_int(_field(obj, "number")),
         hash=hex_bytes(_field(obj, "hash"), HASH_LEN),
         parent_hash=hex_bytes(_field(obj, "parentHash"), HASH_LEN),
+        receipts_root=hex_bytes(_field(obj, "receiptsRoot"), HASH_LEN),
     )
 
 
@@ -220,6 +222,17 @@ class RpcClient:
             if not isinstance(txs, list):
                 raise RpcGarbage("block transactions are not a list")
             out[n] = (header, [hex_bytes(t, HASH_LEN) for t in txs])
+        return out
+
+    def block_receipts(self, numbers: Iterable[int]) -> dict[int, list[Any]]:
+        """Every receipt of the given blocks (``eth_getBlockReceipts``), unparsed."""
+        wanted = sorted(set(numbers))
+        replies = self.batch([("eth_getBlockReceipts", [hex(n)]) for n in wanted])
+        out = {}
+        for n, reply in zip(wanted, replies, strict=True):
+            if not isinstance(reply, list):
+                raise RpcGarbage(f"receipts of block {n} are not a list")
+            out[n] = reply
         return out
 
     def receipts(self, hashes: Sequence[bytes]) -> dict[bytes, Receipt]:

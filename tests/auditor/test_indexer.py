@@ -232,7 +232,10 @@ def test_garbage_from_the_rpc_is_never_indexed(
         except RemoteError:
             errors += 1  # the daemon backs off and tries again; nothing was written
     assert lied_to.cursor > chain.head
-    assert proxy.corrupted > 5 and errors > 0
+    # The garbage was there and caught (retried, or failed a step); a flipped digit in a
+    # field the auditor does not use may go unnoticed, harmlessly.
+    detected = lied_to.rpc.failures + lied_to._prefetch_rpc.failures + errors
+    assert proxy.corrupted > 5 and detected > 0
     for table in (db.events, db.proofs):
         assert rows(engine, table) == rows(clean, table)
     assert rows(engine, db.alarms) == []

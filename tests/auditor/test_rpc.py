@@ -123,6 +123,7 @@ def test_batch_replies_are_matched_by_id_and_checked() -> None:
                             "number": "0x9",
                             "hash": "0x" + "11" * 32,
                             "parentHash": "0x" + "22" * 32,
+                            "receiptsRoot": "0x" + "33" * 32,
                         },
                     }
                 ]
