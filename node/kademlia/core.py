@@ -35,6 +35,7 @@ from node.kademlia.messages import (
     ID_LEN,
     MAX_ADDRS,
     MAX_PAYLOAD,
+    MAX_REASON,
     MAX_VALUE,
     REPLY_TYPE,
     AddProvider,
@@ -301,7 +302,7 @@ class KademliaNode:
         if isinstance(msg, AddProvider):
             return self._accept_record(peer_id, msg.record, now)
         if isinstance(msg, PutValue):
-            return self._accept_value(peer_id, msg, now)
+            return self._accept_value(msg, now)
         return Pong()
 
     def handle_reply(self, rpc_id: int, reply: Reply, now: float) -> None:
@@ -408,7 +409,7 @@ class KademliaNode:
         except RemoteError as exc:
             self.stats.drop(type(exc).__name__)
             log.info("kad: refused record from %s: %s", peer_short(peer_id), exc)
-            return Stored(False, str(exc))
+            return Stored(False, str(exc)[:MAX_REASON])
         outcome = self.store.put_record(record)
         if outcome.ok:
             self.stats.records_accepted += 1
@@ -416,7 +417,7 @@ class KademliaNode:
             self.stats.drop(f"record {outcome.value}")
         return Stored(outcome.ok, "" if outcome.ok else outcome.value)
 
-    def _accept_value(self, peer_id: bytes, msg: PutValue, now: float) -> Stored:
+    def _accept_value(self, msg: PutValue, now: float) -> Stored:
         if not now < msg.expiry <= now + self.config.max_record_ttl:
             self.stats.drop("value expiry out of range")
             return Stored(False, "expiry out of range")
