@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from sqlalchemy import Engine, insert, select
+from web3.exceptions import TransactionNotFound
 
 from contracts.chain import LedgerClient
 from contracts.errors import (
@@ -36,6 +37,7 @@ from contracts.errors import (
     TransactionFailed,
 )
 from contracts.events import FaultReported
+from contracts.txs import rpc_guard
 from market.auditor import db
 from market.auditor.indexer import Indexer
 
@@ -128,9 +130,11 @@ class BountyHunter:
         """Look at every candidate and report the worthwhile ones."""
         if not self.config.enabled:
             return []
-        claims = [self.claim(provider, period) for provider, period in self.candidates()]
-        for claim in claims:
-            self._record(claim)
+        claims = []
+        for provider, period in self.candidates():
+            claim = self.claim(provider, period)
+            self._record(claim)  # at once: a later candidate's RPC failure must not lose it
+            claims.append(claim)
         return claims
 
     def claim(self, provider: str, period: int) -> Claim:
@@ -181,18 +185,22 @@ class BountyHunter:
     def _gas_cost(self, provider: str, period: int) -> int:
         """Wei the report would cost at the current fees (estimate x max fee per gas)."""
         fn = self.ledger.market.functions.report_fault(provider, period)
-        gas = int(fn.estimate_gas({"from": self.ledger.address}, block_identifier="pending"))
-        block: Any = self.ledger.web3.eth.get_block("latest")
+        web3 = self.ledger.web3
+        gas = rpc_guard(
+            lambda: int(fn.estimate_gas({"from": self.ledger.address}, block_identifier="pending"))
+        )
+        block: Any = rpc_guard(lambda: web3.eth.get_block("latest"))
         base_fee = int(block.get("baseFeePerGas", 0))
-        return gas * (2 * base_fee + int(self.ledger.web3.eth.max_priority_fee))
+        return gas * (2 * base_fee + rpc_guard(lambda: int(web3.eth.max_priority_fee)))
 
     def _spent(self, tx_hash: str | None) -> int:
         """Wei a mined transaction cost (0: it was never mined)."""
         if tx_hash is None:
             return 0
+        web3 = self.ledger.web3
         try:
-            receipt: Any = self.ledger.web3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
-        except Exception:
+            receipt: Any = rpc_guard(lambda: web3.eth.get_transaction_receipt(tx_hash))  # type: ignore[arg-type]
+        except (LedgerError, TransactionNotFound):
             return 0
         return int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"])
 
@@ -210,6 +218,3 @@ class BountyHunter:
                     at=time.time(),
                 )
             )
-
-
-__all__ = ["BountyConfig", "BountyHunter", "Claim", "LedgerError"]

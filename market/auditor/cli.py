@@ -33,7 +33,13 @@ from contracts.chain import LedgerClient, connect
 from contracts.deployment import Deployment
 from contracts.errors import LedgerError
 from contracts.errors import LocalError as LedgerLocalError
-from contracts.keystore import KEYSTORE_NAME, create_keystore, load_keystore, read_passphrase
+from contracts.keystore import (
+    KEYSTORE_NAME,
+    KeystoreError,
+    create_keystore,
+    load_keystore,
+    read_passphrase,
+)
 from market.auditor import db
 from market.auditor.bounty import BountyHunter
 from market.auditor.config import (
@@ -53,6 +59,7 @@ from market.auditor.indexer import Indexer
 from market.auditor.report import write_report
 from market.auditor.reputation import build_reputation
 from market.auditor.rpc import RpcClient
+from node.errors import LocalError as NodeLocalError
 from node.errors import NodeError
 from node.identity import NodeKey
 from node.runtime import run as run_loop
@@ -61,6 +68,8 @@ EXIT_LOCAL: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_REMOTE: Final = 3
 EXIT_INTERRUPTED: Final = 130
+LOCAL_ERRORS: Final = (LocalError, LedgerLocalError, KeystoreError, NodeLocalError, OSError)
+"""Errors that are the user's to fix (exit 1); every other error is the chain's or a peer's."""
 
 
 class JsonFormatter(logging.Formatter):
@@ -112,12 +121,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``auditor`` command."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.command == "run" else logging.WARNING, stream=sys.stderr
-    )
-    if args.json:
-        for handler in logging.getLogger().handlers:
-            handler.setFormatter(JsonFormatter())
+    _setup_logging(logging.INFO if args.command == "run" else logging.WARNING, args.json)
     try:
         result = COMMANDS[args.command](args)
     except KeyboardInterrupt:
@@ -125,16 +129,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (AuditorError, LedgerError, NodeError, OSError) as exc:
         if args.debug:
             raise
-        remote = (
-            not isinstance(exc, LocalError | LedgerLocalError | OSError)
-            and "Local" not in type(exc).__name__
-        )
-        code = EXIT_REMOTE if remote else EXIT_LOCAL
+        code = EXIT_LOCAL if isinstance(exc, LOCAL_ERRORS) else EXIT_REMOTE
         print(f"auditor: {exc}", file=sys.stderr)
         return code
     if result is not None:
         _emit(args, result)
     return 0
+
+
+def _setup_logging(level: int, json_lines: bool) -> None:
+    """key=value lines (JSON lines with ``--json``) on stderr, unless logging is set up
+    already (the command embedded in another program, such as the tests)."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter()
+        if json_lines
+        else logging.Formatter("%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
+    )
+    root.addHandler(handler)
+    root.setLevel(level)
 
 
 def _emit(args: argparse.Namespace, result: dict[str, Any]) -> None:

@@ -1,28 +1,29 @@
 """
 The indexer: the market's events into the database, every proof re-verified on the way.
 
-One ``step()`` indexes one range of confirmed blocks:
+One ``step()`` indexes one range of confirmed blocks (``head - confirmations``):
 
-1. Reorg check: the hash of the last indexed block (kept in ``blocks``) is compared with the
+1. Reorg check: the hash of the newest stored block (``blocks``) is compared with the
    chain's. If it moved, the stored hashes are walked back to the newest block the chain
    still has, every row after it is deleted (``db.rollback_after``) and indexing resumes
-   from there. Because a block hash commits to its parent, one matching block vouches for
-   everything before it, so only sparse hashes need to be kept.
-2. The range ``[cursor, head - confirmations]`` (at most ``batch_blocks``) is read: the
-   market's logs (with their block hashes), the headers of the blocks with events, the seed
-   blocks of the proven periods and the range's last block, and every proof transaction raw
-   (its keccak must equal its hash: the calldata is what was signed). With
-   ``scan_failed_proofs`` the transactions of every block are read too, so that reverted
-   ``submit_proof`` calls, which leave no log, are found and judged as well.
-3. Every log must carry the hash the header has for its block; otherwise the chain moved
-   while we read (``ReorgDetected``) and the step is retried.
-4. The events are applied in chain order to the per-provider books (``checker``), and every
-   proof is re-verified from its calldata (``checker.check_proof``). A verdict that differs
-   from the chain's, or a seed, live-leaf count or epoch that differs from the event's, is
-   an alarm.
-5. Everything (events, proofs, alarms, block hashes, the cursor) is written in one
-   transaction, after deleting whatever an interrupted earlier attempt may have left for
-   the same range: re-indexing a range is idempotent.
+   from there. A block hash commits to its parent, so one matching block vouches for all
+   before it and only sparse hashes are kept (blocks with events, the end of each range).
+2. Read (``_read``; the next range on a second thread while this one is judged): the
+   blocks' headers and transaction hashes, cut short at ``max_txs`` transactions; the
+   market's logs, each of which must carry its header's block hash (else the chain moved
+   while we read: ``ReorgDetected``) and which, per block, must be exactly the market's
+   logs that the block's receipts root commits to (``receipts``); every transaction raw,
+   each hashing to its id, so that the calldata judged is what was signed; the receipts of
+   reverted ``submit_proof`` calls; the seed blocks' headers.
+3. Judge (``_process``) in chain order, block by block and transaction by transaction:
+   the range must extend the indexed chain (its first block's parent is the stored hash);
+   events update the per-provider books (``checker``); every accepted proof and every
+   reverted direct ``submit_proof`` call is re-verified from its calldata
+   (``checker.check_proof``). A verdict that differs from the chain's, or a seed, live-leaf
+   count, epoch or period that differs from the event's, is an alarm.
+4. Write everything (events, proofs, alarms, block hashes, the cursor) in one transaction,
+   after deleting whatever an interrupted attempt may have left for the same blocks:
+   re-indexing is idempotent, and a crash leaves all of a range or none of it.
 
 Nothing is written before the whole range has been read and checked, so an RPC node that
 answers garbage or goes away leaves the database at its last good state.
@@ -97,7 +98,8 @@ class Alarm:
     """The auditor and the chain disagree."""
 
     kind: str
-    """``verdict`` (valid/invalid differs), ``seed``, ``live_leaves`` or ``epoch``."""
+    """``verdict`` (valid/invalid differs), ``seed``, ``live_leaves``, ``epoch`` or
+    ``period`` (the event's differs from the auditor's)."""
     block_number: int
     tx_hash: str
     provider: str
