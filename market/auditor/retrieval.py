@@ -149,9 +149,12 @@ class RetrievalChecker:
                     out.append((provider, slot.deal_id, slot.piece_root, slot.piece_size))
         return out
 
-    async def round(self, period: int) -> list[RetrievalResult]:
-        """Probe up to ``deals_per_round`` random live deals once each."""
-        deals = self.live_deals(period)
+    async def round(
+        self, period: int, deals: Sequence[tuple[str, int, bytes, int]] | None = None
+    ) -> list[RetrievalResult]:
+        """Probe up to ``deals_per_round`` random ``deals`` (default: ``live_deals``) once."""
+        if deals is None:
+            deals = self.live_deals(period)
         picked = self.rng.sample(deals, min(self.config.deals_per_round, len(deals)))
         results = [await self.probe(*deal) for deal in picked]
         self._record(results, period)

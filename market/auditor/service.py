@@ -30,15 +30,17 @@ from sqlalchemy import Engine
 
 from contracts.chain import LedgerClient
 from contracts.deployment import Deployment
+from contracts.errors import LocalError as LedgerLocalError
 from contracts.offers import ASKS_KEY
 from market.auditor.api import ApiState, create_app
 from market.auditor.bounty import BountyHunter, Claim
 from market.auditor.config import AuditorConfig, parse_hostport
-from market.auditor.errors import AuditorError, RemoteError
+from market.auditor.errors import LocalError
 from market.auditor.indexer import Indexer, RangeIndexed
 from market.auditor.report import write_report
 from market.auditor.reputation import build_reputation
 from market.auditor.retrieval import AddressBook, RetrievalChecker, RetrievalResult
+from node.errors import NodeError
 from node.identity import NodeKey
 from node.kademlia.service import KademliaService, parse_peer
 from node.metrics import Registry
@@ -156,14 +158,16 @@ class Auditor:
                 backoff = self.config.poll_interval
                 if step.idle:
                     await asyncio.sleep(self.config.poll_interval)
-            except (RemoteError, AuditorError) as exc:
+            except (LocalError, LedgerLocalError):
+                raise  # ours to fix: stop the daemon with the error
+            except Exception as exc:  # the chain or its RPC node: back off and try again
                 self.metrics.rpc_errors.inc()
-                log.warning("indexer step failed: %s; retry in %.1fs", exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
-            except Exception as exc:
-                self.metrics.rpc_errors.inc()
-                log.warning("indexer step failed: %r; retry in %.1fs", exc, backoff)
+                log.warning(
+                    "indexer step failed error=%s %s retry_in=%.1fs",
+                    type(exc).__name__,
+                    exc,
+                    backoff,
+                )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
 
@@ -188,8 +192,11 @@ class Auditor:
         while True:
             await asyncio.sleep(self.config.retrieval.interval)
             if dht is not None:
-                with contextlib.suppress(Exception):
+                try:
                     found = await dht.get_providers(ASKS_KEY)
+                except NodeError as exc:
+                    log.info("dht lookup of asks failed: %s", exc)
+                else:
                     for record in found.records:
                         checker.addresses.dht[record.node_id] = [
                             (a.host, a.port) for a in record.addrs
@@ -198,10 +205,9 @@ class Auditor:
             if head is None:
                 continue
             period = self.deployment.schedule.period_of(head)
+            # The books belong to the chain worker thread: read them there.
             live = await self._blocking(lambda p=period: checker.live_deals(p))  # type: ignore[misc]
-            if not live:
-                continue
-            results = await checker.round(period)
+            results = await checker.round(period, live)
             self.metrics.on_retrievals(results)
 
     async def _report_loop(self) -> None:
@@ -263,6 +269,9 @@ class Auditor:
             stop = asyncio.ensure_future(self._stop.wait())
             await asyncio.wait([stop, *self._tasks], return_when=asyncio.FIRST_COMPLETED)
             stop.cancel()
+            for task in self._tasks:
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
         finally:
             log.info("auditor stopping")
             server.should_exit = True
