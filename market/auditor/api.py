@@ -47,9 +47,9 @@ class ApiState:
         return self._cached[1]
 
 
-def _rows(state: ApiState, query: Any) -> list[dict[str, Any]]:
+def _rows(state: ApiState, query: Any, limit: int = MAX_ROWS) -> list[dict[str, Any]]:
     with state.engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(query.limit(MAX_ROWS))]
+        return [dict(r._mapping) for r in conn.execute(query.limit(limit))]
 
 
 def create_app(state: ApiState) -> FastAPI:
@@ -103,7 +103,7 @@ def create_app(state: ApiState) -> FastAPI:
         query = select(db.proofs).order_by(db.proofs.c.block_number.desc())
         if provider:
             query = query.where(db.proofs.c.provider == provider)
-        out = _rows(state, query.limit(limit))
+        out = _rows(state, query, limit)
         for row in out:
             row["failed"] = json.loads(row["failed"])
         return out
@@ -123,7 +123,7 @@ def create_app(state: ApiState) -> FastAPI:
         query = select(db.retrievals).order_by(db.retrievals.c.id.desc())
         if provider:
             query = query.where(db.retrievals.c.provider == provider)
-        return _rows(state, query.limit(limit))
+        return _rows(state, query, limit)
 
     @app.get("/report", response_class=HTMLResponse, summary="The HTML report")
     def report() -> str:
