@@ -314,6 +314,7 @@ class PutOutput:
             "resumed": r.resumed,
             "manifest_copies": r.manifest_copies,
             "published": r.published,
+            "timings": r.timings,
             "deals": [_deal_json(d) for d in r.deals],
         }
 

@@ -2,11 +2,11 @@
 ``market get ID [OUT]``: the file back from whatever shares survive.
 
 The manifest and the holders come from ``market.retrieve``; the shares are swarmed from
-every holder at once into a resumable work directory (``<home>/downloads/<id>``), then
-each stripe is decoded from the chunks of ``k`` shares that arrived, decrypted, and
-written by the ``node.pieces`` Reassembler, which checks the keyed plaintext digest and
-moves the file into place atomically: ``OUT`` either appears whole and verified, or not
-at all. An interrupted get continues from the chunks already on disk.
+every holder at once into a resumable work directory (``<home>/downloads/<id>``), and each
+stripe is decoded and decrypted as soon as ``k`` of its chunks are there
+(``market.assemble``, on the other core), which also checks the keyed plaintext digest and
+moves the file into place atomically: ``OUT`` either appears whole and verified, or not at
+all. An interrupted get continues from the chunks already on disk.
 """
 
 from __future__ import annotations
@@ -17,14 +17,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from market.errors import RetrievalFailed, UsageError
+from market.assemble import StripeAssembler
+from market.errors import UsageError
 from market.progress import Progress
-from market.retrieve import Fetched, fetch_stripes, find_sources, load_manifest, parse_file_id
+from market.retrieve import (
+    close_share_files,
+    fetch_stripes,
+    find_sources,
+    load_manifest,
+    open_share_files,
+    parse_file_id,
+)
 from market.session import Session
 from node.identity import peer_short
-from node.pieces.errors import NotEnoughShares, PiecesError, Tampered
-from node.pieces.manifest import SignedManifest
-from node.pieces.reassemble import Reassembler
 
 log = logging.getLogger("market.get")
 
@@ -39,6 +44,8 @@ class GetResult:
     received: dict[str, int]
     """Bytes received per provider (short node id)."""
     elapsed: float
+    timings: dict[str, float]
+    """Seconds spent finding the manifest and holders, downloading, and decoding."""
 
 
 async def get_file(
@@ -52,24 +59,42 @@ async def get_file(
     if m.owner.lower() != s.address.lower():
         raise UsageError(f"file {file_id[:16]} belongs to {m.owner}; only its owner's key opens it")
     name = m.file_name(s.secret)
-    target = _target(out, name or file_id, force)
+    target = await asyncio.to_thread(_target, out, name or file_id, force)
     sources = await find_sources(s, manifest)
-    workdir = s.home.paths.downloads / file_id
-    fetched = await fetch_stripes(
-        s, manifest, sources, workdir=workdir, progress=progress, label="get"
+    found = time.monotonic()
+    sink = await asyncio.to_thread(
+        open_share_files, manifest, sources, s.home.paths.downloads / file_id
     )
     try:
-        path = await asyncio.to_thread(assemble, manifest, s.secret, fetched, target)
-    finally:
-        fetched.cleanup()
+        assembler = StripeAssembler(m, s.secret, target, sink.parts())
+        try:
+            sink.on_stripe = assembler.ready
+            for stripe, shares in sink.complete():
+                assembler.ready(stripe, shares)
+            report = await fetch_stripes(s, manifest, sources, sink, progress=progress, label="get")
+            downloaded = time.monotonic()
+            path = await assembler.finish()
+        except BaseException:
+            assembler.abort()
+            raise
+    except BaseException:
+        sink.close()
+        raise
+    close_share_files(sink)
+    done = time.monotonic()
     return GetResult(
         file_id=file_id,
         path=path,
         size=m.file_size,
         holders=len({src.peer_id for src in sources}),
         shares_available=len({src.share for src in sources}),
-        received={peer_short(p): n for p, n in fetched.report.received.items()},
-        elapsed=time.monotonic() - started,
+        received={peer_short(p): n for p, n in report.received.items()},
+        elapsed=done - started,
+        timings={
+            "locate": round(found - started, 3),
+            "download": round(downloaded - found, 3),
+            "decode": round(done - downloaded, 3),
+        },
     )
 
 
@@ -85,22 +110,3 @@ def _target(out: Path | None, name: str, force: bool) -> Path:
     if not target.parent.is_dir():
         raise UsageError(f"{target.parent}: no such directory")
     return target
-
-
-def assemble(manifest: SignedManifest, secret: bytes, fetched: Fetched, out: Path) -> Path:
-    """Decode every stripe from the downloaded chunks into ``out`` (atomically)."""
-    m = manifest.manifest
-    sink = fetched.sink
-    try:
-        with Reassembler(m, secret, out) as rebuilt:
-            for stripe in range(m.stripes):
-                shares = sorted(sink.have.get(stripe, ()))
-                if len(shares) < m.k:
-                    raise RetrievalFailed(f"stripe {stripe} has {len(shares)} of {m.k} chunks")
-                for share in shares[: m.k]:  # data shares first: nothing to decode
-                    rebuilt.add(stripe, share, sink.read_chunk(share, stripe))
-            return rebuilt.finish()
-    except (Tampered, NotEnoughShares) as exc:
-        raise RetrievalFailed(f"the downloaded shares do not rebuild the file: {exc}") from None
-    except PiecesError as exc:
-        raise UsageError(f"cannot write {out}: {exc}") from None

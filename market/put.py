@@ -26,6 +26,7 @@ import os
 import shutil
 import stat
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +70,8 @@ class PutResult:
     """Providers that stored the manifest."""
     published: bool
     """Whether the manifest is in the DHT."""
+    timings: dict[str, float]
+    """Seconds spent in each phase: discover, prepare, place, manifest."""
 
 
 async def put_file(
@@ -82,6 +85,15 @@ async def put_file(
 ) -> PutResult:
     """Store ``path`` with ``mode`` redundancy for ``periods`` periods (module docstring)."""
     db = s.home.db
+    clock = time.monotonic()
+    timings: dict[str, float] = {}
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.monotonic()
+        timings[name] = round(now - clock, 3)
+        clock = now
+
     source, st = await asyncio.to_thread(_stat_source, path)
     plan = redundancy_text(mode)
     job = db.find_put(str(source), st.st_size, st.st_mtime_ns, plan, periods)
@@ -91,6 +103,7 @@ async def put_file(
     for note in discovery.notes:
         progress.note(note)
     ranking = rank(discovery.views, size, periods, discovery.params, max_price)
+    lap("discover")
 
     file: FileRecord | None = None
     if job is not None and job.file_id is not None:
@@ -105,6 +118,7 @@ async def put_file(
         _require_providers(ranking, mode.n, max_price)
         plan_cost = sum(c.price_per_period * periods for c in candidates(ranking)[: mode.n])
         await Funds(s).ensure(plan_cost)
+        lap("funds")
         if job is None:
             staging = Path(tempfile.mkdtemp(prefix="put-", dir=s.home.paths.staging))
             job = db.add_put(
@@ -122,6 +136,7 @@ async def put_file(
         progress.note(f"resuming the put of {file.id}")
         for record in db.placements(file.id, LIVE_NONCE):
             await settle_nonce(s, record)
+    lap("prepare")
 
     assert job is not None
     shares = db.shares(file.id)
@@ -134,12 +149,14 @@ async def put_file(
             s, file, todo, ranking=ranking, holders=holders, periods=periods, progress=progress
         )
 
+    lap("place")
     deals = db.placements(file.id, [State.ACTIVE])
     copies, published = await store_manifest(s, file, deals, discovery_addrs(discovery))
     db.set_file_state(file.id, "stored")
     db.update_put(job.id, state="done")
     if not s.home.config.deals.keep_staging:
         shutil.rmtree(job.staging, ignore_errors=True)
+    lap("manifest")
     return PutResult(
         file_id=file.id,
         name=file.name,
@@ -150,6 +167,7 @@ async def put_file(
         resumed=resumed,
         manifest_copies=copies,
         published=published,
+        timings=timings,
     )
 
 

@@ -41,7 +41,7 @@ from market.placement import State, Trigger
 from market.progress import Progress
 from market.put import discovery_addrs, publish_manifest, store_manifest
 from market.rebuild import rebuild_shares
-from market.retrieve import fetch_stripes, find_sources
+from market.retrieve import close_share_files, fetch_stripes, find_sources, open_share_files
 from market.scoring import candidates, rank
 from market.session import Session
 from market.status import FileStatus, file_status
@@ -103,27 +103,29 @@ async def repair_file(s: Session, file_id: str, progress: Progress) -> RepairOut
     manifest = decode_manifest(file.manifest)
     m = manifest.manifest
     sources = await find_sources(s, manifest)
-    workdir = s.home.paths.downloads / f"repair-{file_id}"
-    fetched = await fetch_stripes(
-        s, manifest, sources, workdir=workdir, progress=progress, label="repair"
+    sink = await asyncio.to_thread(
+        open_share_files, manifest, sources, s.home.paths.downloads / f"repair-{file_id}"
     )
     staging = s.home.paths.staging / f"repair-{file_id}"
     staging.mkdir(parents=True, exist_ok=True)
     try:
         try:
+            await fetch_stripes(s, manifest, sources, sink, progress=progress, label="repair")
             await asyncio.to_thread(
                 functools.partial(
                     rebuild_shares,
                     m,
                     s.secret,
-                    have=fetched.sink.have,
-                    read=fetched.sink.read_chunk,
+                    have=sink.have,
+                    read=sink.read_chunk,
                     missing=targets,
                     out_dir=staging,
                 )
             )
-        finally:
-            fetched.cleanup()
+        except BaseException:
+            sink.close()
+            raise
+        close_share_files(sink)
         placements = await _place(s, status, targets, staging, progress)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

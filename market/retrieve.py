@@ -19,11 +19,11 @@ what arrived.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import shutil
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from contracts.offers import DEAL_PROTOCOL, GetManifest, ManifestReply
@@ -174,13 +174,14 @@ async def find_sources(
 class ShareFiles(FileSink):
     """
     A ``FileSink`` (sparse share files, the swarm's resumable sink) that remembers which
-    shares' chunks of each stripe are on disk: ``have[stripe]`` = share indices.
+    shares' chunks of each stripe are on disk (``have[stripe]`` = share indices) and calls
+    ``on_stripe(stripe, shares)`` once per stripe, when its ``need``-th chunk is written.
 
     The files are created at their full size before ``FileSink`` opens them, so that they
     stay sparse: a k-of-n download writes about k/n of each.
     """
 
-    def __init__(self, directory: Path, shares: Mapping[int, SharePiece]) -> None:
+    def __init__(self, directory: Path, shares: Mapping[int, SharePiece], need: int) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         for piece in shares.values():
             path = directory / f"{piece.root.hex()}.part"
@@ -188,42 +189,33 @@ class ShareFiles(FileSink):
                 if f.tell() != piece.size:
                     f.truncate(piece.size)
         super().__init__(directory, shares)
+        self.need = need
         self.have: dict[int, set[int]] = {}
         self.written = 0
+        self.on_stripe: Callable[[int, set[int]], None] | None = None
 
     def write_chunk(self, share: int, index: int, data: bytes | memoryview) -> None:
         super().write_chunk(share, index, data)
-        self.have.setdefault(index, set()).add(share)
+        held = self.have.setdefault(index, set())
+        held.add(share)
         self.written += len(data)
+        if len(held) == self.need and self.on_stripe is not None:
+            self.on_stripe(index, held)
+
+    def complete(self) -> list[tuple[int, set[int]]]:
+        """The stripes with ``need`` chunks on disk already (after a resume)."""
+        return [(j, shares) for j, shares in sorted(self.have.items()) if len(shares) >= self.need]
+
+    def parts(self) -> dict[int, Path]:
+        """Share index -> the file its chunks are written to."""
+        return {share: self.part_path(share) for share in self.shares}
 
 
-@dataclass
-class Fetched:
-    """A finished download: the share files and which shares hold each stripe."""
-
-    sink: ShareFiles
-    workdir: Path
-    report: DownloadReport
-
-    def cleanup(self) -> None:
-        self.sink.close()
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-async def fetch_stripes(
-    s: Session,
-    manifest: SignedManifest,
-    sources: list[Source],
-    *,
-    workdir: Path,
-    progress: Progress,
-    label: str,
-) -> Fetched:
+def open_share_files(manifest: SignedManifest, sources: list[Source], workdir: Path) -> ShareFiles:
     """
-    Download, for every stripe, chunks of ``k`` distinct shares from ``sources`` into
-    ``workdir`` (resumable: run it again with the same ``workdir`` after an interruption).
-
-    Raises ``RetrievalFailed`` when the holders cannot cover some stripe ``k`` times.
+    The download's share files in ``workdir``, with what an interrupted earlier run left
+    there (re-checked against the layers). ``RetrievalFailed`` if fewer than ``k`` shares
+    have a holder.
     """
     m = manifest.manifest
     distinct = {src.share for src in sources}
@@ -233,30 +225,62 @@ async def fetch_stripes(
             f"({len(sources)} holders found)"
         )
     pieces = pieces_of(sources)
-    state = workdir / STATE_FILE
-    sink = ShareFiles(workdir, pieces)
+    sink = ShareFiles(workdir, pieces, m.k)
     try:
-        _load_resume(sink, state, pieces)
-        total = m.stripes and sum(m.block_size(j) for j in range(m.stripes)) * m.k
-        progress.add(label, f"{label}: downloading", total)
-        already = sum(len(v) for v in sink.have.values())
-        log.info(
-            "download of %s: %d holders, %d chunks on disk", manifest.id[:16], len(sources), already
-        )
-        task = asyncio.ensure_future(s.node.swarm.download(sources, m.k, sink, state_path=state))
-        base = _bytes_on_disk(sink, m)
-        while not task.done():
-            await asyncio.wait({task}, timeout=0.25)
-            progress.update(label, min(base + sink.written, total))
-        try:
-            report = task.result()
-        except DownloadFailedError as exc:
-            raise RetrievalFailed(f"download failed: {exc}") from None
-        progress.update(label, total, f"{label}: downloaded")
+        _load_resume(sink, workdir / STATE_FILE, pieces)
     except BaseException:
         sink.close()
         raise
-    return Fetched(sink, workdir, report)
+    return sink
+
+
+async def fetch_stripes(
+    s: Session,
+    manifest: SignedManifest,
+    sources: list[Source],
+    sink: ShareFiles,
+    *,
+    progress: Progress,
+    label: str,
+) -> DownloadReport:
+    """
+    Download, for every stripe, chunks of ``k`` distinct shares from ``sources`` into
+    ``sink`` (resumable: run it again on the same directory after an interruption).
+
+    Raises ``RetrievalFailed`` when the holders cannot cover some stripe ``k`` times.
+    """
+    m = manifest.manifest
+    total = sum(m.block_size(j) for j in range(m.stripes)) * m.k
+    progress.add(label, f"{label}: downloading", total)
+    log.info(
+        "download of %s: %d holders, %d chunks on disk",
+        manifest.id[:16],
+        len(sources),
+        sum(len(v) for v in sink.have.values()),
+    )
+    state = sink.directory / STATE_FILE
+    task = asyncio.ensure_future(s.node.swarm.download(sources, m.k, sink, state_path=state))
+    base = _bytes_on_disk(sink, m)
+    try:
+        while not task.done():
+            await asyncio.wait({task}, timeout=0.25)
+            progress.update(label, min(base + sink.written, total))
+        report = task.result()
+    except DownloadFailedError as exc:
+        raise RetrievalFailed(f"download failed: {exc}") from None
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+    progress.update(label, total, f"{label}: downloaded")
+    return report
+
+
+def close_share_files(sink: ShareFiles) -> None:
+    """Close the files and delete the work directory (after a finished download)."""
+    sink.close()
+    shutil.rmtree(sink.directory, ignore_errors=True)
 
 
 def _load_resume(sink: ShareFiles, state: Path, pieces: Mapping[int, SharePiece]) -> None:
@@ -275,4 +299,4 @@ def _load_resume(sink: ShareFiles, state: Path, pieces: Mapping[int, SharePiece]
 
 
 def _bytes_on_disk(sink: ShareFiles, m: Manifest) -> int:
-    return sum(m.block_size(j) * len(shares) for j, shares in sink.have.items())
+    return sum(m.block_size(j) * min(len(shares), m.k) for j, shares in sink.have.items())

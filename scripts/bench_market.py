@@ -1,0 +1,245 @@
+#!/usr/bin/env python3
+"""
+Market benchmark: ``market put`` and ``market get`` of one file on a local devnet, with
+replication and with erasure coding, through the real command line.
+
+    .venv/bin/python scripts/bench_market.py                       # 1 GiB, 5 provers
+    .venv/bin/python scripts/bench_market.py --size-mib 256 --block-time 0 --dir /tmp
+
+The network: anvil (``--block-time`` seconds per block, 0 for automine), a fresh market,
+``--providers`` ``prover run`` daemons on 127.0.0.1, one ``market`` home. Each command is
+timed from the outside (process start to exit: imports, keystore, discovery, everything the
+user waits for) and reports its own phases (``timings`` in its JSON). Every byte crosses
+the Noise transport; providers verify every chunk of what they receive, the client every
+chunk it downloads, and the rebuilt file is compared with the input by SHA-256.
+
+Baseline, measured in the same run: SHA-256 of the input with hashlib (the machine's bulk
+hashing speed). The put's own ``prepare`` phase is the node.pieces pipeline, the get's
+``download`` phase the swarm; the table shows both beside the totals.
+
+The last line printed is one JSON object: put_copies_mib_s, get_copies_mib_s, put_ec_mib_s,
+get_ec_mib_s, and the details.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from eth_account import Account
+
+from contracts.chain import connect
+from contracts.deployment import TOKEN_UNIT, MarketParams
+from contracts.devnet import deploy, dev_accounts, fund, start_anvil
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+MIB = 1 << 20
+GIB = 1 << 30
+PASSPHRASE = "bench"
+
+
+def sh(*cmd: str, env: dict[str, str] | None = None, timeout: float = 1800) -> Any:
+    result = subprocess.run(
+        cmd, capture_output=True, text=True, env=env, timeout=timeout, check=False
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[:4])} failed: {result.stderr[-3000:]}")
+    return result
+
+
+def make_input(path: Path, size: int) -> str:
+    """Random bytes (incompressible); returns their SHA-256."""
+    digest = hashlib.sha256()
+    with path.open("wb") as f:
+        left = size
+        while left:
+            block = os.urandom(min(left, 16 * MIB))
+            digest.update(block)
+            f.write(block)
+            left -= len(block)
+    return digest.hexdigest()
+
+
+def sha256_file(path: Path) -> tuple[str, float]:
+    digest = hashlib.sha256()
+    started = time.perf_counter()
+    with path.open("rb") as f:
+        while block := f.read(8 * MIB):
+            digest.update(block)
+    return digest.hexdigest(), time.perf_counter() - started
+
+
+class Devnet:
+    def __init__(self, work: Path, providers: int, block_time: float) -> None:
+        self.work = work
+        self.anvil = start_anvil(block_time=block_time or None)
+        web3 = connect(self.anvil.url)
+        accounts = dev_accounts(providers + 1)
+        deployer = accounts[0]
+        params = MarketParams(period_blocks=40, min_stake=100 * TOKEN_UNIT, max_piece_size=4 * GIB)
+        self.deployment = deploy(web3, deployer, params)
+        self.deployment_path = work / "deployment.json"
+        self.deployment.save(self.deployment_path)
+        self.passphrase = work / "passphrase"
+        self.passphrase.write_text(PASSPHRASE + "\n")
+        self.client = Account.create()
+        fund(web3, self.deployment, deployer, [a.address for a in accounts[1:]],
+             tokens=10_000 * TOKEN_UNIT)
+        fund(web3, self.deployment, deployer, [self.client.address], eth=10**20,
+             tokens=100_000 * TOKEN_UNIT)
+        self.provers: list[subprocess.Popen[str]] = []
+        homes = [work / f"prover{i}" for i in range(providers)]
+
+        def init(i: int) -> None:
+            sh(str(BIN / "prover"), "--home", str(homes[i]), "init",
+               "--deployment", str(self.deployment_path), "--listen", "127.0.0.1:0",
+               "--api", "127.0.0.1:0", "--import-key", accounts[i + 1].key.hex(),
+               "--passphrase-file", str(self.passphrase), "--stake", "1000",
+               "--capacity", "5 GiB", "--price", f"0.00{i + 1}", "--collateral", "0.01")
+
+        with ThreadPoolExecutor(providers) as pool:
+            list(pool.map(init, range(providers)))
+        for i, home in enumerate(homes):
+            proc = subprocess.Popen(
+                [str(BIN / "prover"), "--home", str(home), "run",
+                 "--passphrase-file", str(self.passphrase)],
+                stdout=subprocess.PIPE, stderr=(work / f"prover{i}.log").open("w"),
+                stdin=subprocess.DEVNULL, text=True,
+            )
+            self.provers.append(proc)
+        for proc in self.provers:
+            assert proc.stdout is not None
+            while '"ready"' not in (line := proc.stdout.readline()):
+                if not line:
+                    raise SystemExit("a prover exited; see its log in the work directory")
+        self.home = work / "market"
+        self.env = dict(os.environ, DEPOT_PASSPHRASE=PASSPHRASE)
+        sh(str(BIN / "market"), "--home", str(self.home), "init",
+           "--deployment", str(self.deployment_path), "--import-key", self.client.key.hex(),
+           "--exempt-loopback", env=self.env)
+        deadline = time.monotonic() + 120
+        while True:
+            doc = self.market("providers", "--size", str(MIB))
+            if sum(p["eligible"] for p in doc["providers"]) >= providers:
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"providers not ready: {doc}")
+            time.sleep(1)
+
+    def market(self, *args: str) -> Any:
+        return json.loads(sh(str(BIN / "market"), "--home", str(self.home), *args, "--json",
+                             env=self.env).stdout)
+
+    def timed(self, *args: str) -> tuple[Any, float]:
+        started = time.perf_counter()
+        doc = self.market(*args)
+        return doc, time.perf_counter() - started
+
+    def close(self) -> None:
+        for proc in self.provers:
+            proc.terminate()
+        for proc in self.provers:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.anvil.stop()
+
+
+def run_mode(net: Devnet, src: Path, digest: str, label: str, flags: list[str],
+             mib: float) -> dict[str, Any]:
+    put, put_s = net.timed("put", str(src), *flags, "--duration", "10")
+    out = src.with_name(f"back-{label}.bin")
+    got, get_s = net.timed("get", put["id"], str(out))
+    back, _ = sha256_file(out)
+    out.unlink()
+    if back != digest:
+        raise SystemExit(f"{label}: the file came back different")
+    return {
+        "put_s": put_s,
+        "get_s": get_s,
+        "put_mib_s": mib / put_s,
+        "get_mib_s": mib / get_s,
+        "put_timings": put["timings"],
+        "get_timings": got["timings"],
+        "deals": len(put["deals"]),
+        "received": got["received"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--providers", type=int, default=5)
+    parser.add_argument("--copies", type=int, default=3)
+    parser.add_argument("--ec", default="3-of-5")
+    parser.add_argument("--block-time", type=float, default=1.0, help="0: automine")
+    parser.add_argument("--dir", default=tempfile.gettempdir(), help="where to put data")
+    args = parser.parse_args()
+
+    size = args.size_mib * MIB
+    k, n = (int(x) for x in args.ec.split("-of-"))
+    need = size * (2 + args.copies * 2 + 2 * n / k) + GIB
+    free = shutil.disk_usage(args.dir).free
+    if free < need:
+        raise SystemExit(f"{args.dir}: {free / GIB:.1f} GiB free, {need / GIB:.1f} GiB needed")
+    work = Path(tempfile.mkdtemp(prefix="bench-market-", dir=args.dir))
+    try:
+        src = work / "input.bin"
+        digest = make_input(src, size)
+        _, sha_s = sha256_file(src)
+        mib = size / MIB
+        print(f"input {args.size_mib} MiB | {args.providers} provers | block time "
+              f"{args.block_time or 'automine'} | sha256 {mib / sha_s:,.0f} MiB/s", flush=True)
+        net = Devnet(work, args.providers, args.block_time)
+        try:
+            copies = run_mode(net, src, digest, "copies", ["--copies", str(args.copies)], mib)
+            ec = run_mode(net, src, digest, "ec", ["--ec", args.ec], mib)
+        finally:
+            net.close()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    sha_rate = mib / sha_s
+    rows = [
+        (f"put, {args.copies} copies", copies["put_s"], copies["put_mib_s"], copies["put_timings"]),
+        (f"get, {args.copies} copies", copies["get_s"], copies["get_mib_s"], copies["get_timings"]),
+        (f"put, {args.ec}", ec["put_s"], ec["put_mib_s"], ec["put_timings"]),
+        (f"get, {args.ec}", ec["get_s"], ec["get_mib_s"], ec["get_timings"]),
+    ]
+    print(f"\n{'':22} {'wall s':>8} {'MiB/s':>8} {'vs sha256':>10}  phases (s)")
+    print(f"{'sha256 (baseline)':22} {sha_s:8.2f} {sha_rate:8.0f} {1.0:10.2f}")
+    for name, secs, rate, phases in rows:
+        detail = " ".join(f"{k}={v:.2f}" for k, v in phases.items())
+        print(f"{name:22} {secs:8.2f} {rate:8.0f} {rate / sha_rate:10.2f}  {detail}")
+    summary = {
+        "put_copies_mib_s": round(copies["put_mib_s"], 1),
+        "get_copies_mib_s": round(copies["get_mib_s"], 1),
+        "put_ec_mib_s": round(ec["put_mib_s"], 1),
+        "get_ec_mib_s": round(ec["get_mib_s"], 1),
+        "sha256_mib_s": round(sha_rate, 1),
+        "size_mib": args.size_mib,
+        "providers": args.providers,
+        "copies": args.copies,
+        "ec": args.ec,
+        "block_time": args.block_time,
+        "copies_phases": {"put": copies["put_timings"], "get": copies["get_timings"]},
+        "ec_phases": {"put": ec["put_timings"], "get": ec["get_timings"]},
+        "load_average": os.getloadavg()[0],
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
