@@ -199,11 +199,15 @@ def decode_submit_proof(data: bytes, selector: bytes) -> ProofCall:
     for i in range(count):
         head = base + i * WORD
         item = base + word(args[head : head + WORD], "big")
-        leaf_at = item + at(item)
-        path_at = item + at(item + WORD)
+        if item + 2 * WORD > size:
+            raise MalformedProof("ABI: a proof beyond the calldata")
+        leaf_at = item + word(args[item : item + WORD], "big")
+        path_at = item + word(args[item + WORD : item + 2 * WORD], "big")
         leaf_start, path_start = leaf_at + WORD, path_at + WORD
-        leaf_end = leaf_start + at(leaf_at)
-        path_end = path_start + at(path_at) * WORD
+        if leaf_start > size or path_start > size:
+            raise MalformedProof("ABI: leaf or path beyond the calldata")
+        leaf_end = leaf_start + word(args[leaf_at:leaf_start], "big")
+        path_end = path_start + word(args[path_at:path_start], "big") * WORD
         if leaf_end > size or path_end > size:
             raise MalformedProof("ABI: leaf or path beyond the calldata")
         leaves.append(args[leaf_start:leaf_end])

@@ -47,10 +47,11 @@ class Slot:
     """First period the slot is challenged (the deal's start)."""
     retired_from: int = 0
     """First period it is no longer challenged; 0 while it is."""
+    leaves: int = field(init=False)
+    """The piece's leaf count (``commitment.leaf_count``)."""
 
-    @property
-    def leaves(self) -> int:
-        return commitment.leaf_count(self.piece_size)
+    def __post_init__(self) -> None:
+        self.leaves = commitment.leaf_count(self.piece_size)
 
     def weight(self, period: int) -> int:
         """Its leaves in ``period``'s challenge walk (0 before its start or once retired)."""
