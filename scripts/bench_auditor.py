@@ -33,6 +33,7 @@ import resource
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import requests
@@ -311,12 +312,15 @@ def main() -> None:
     print(f"{'baseline web3 per event (sample)':<44}{base_rate:>16.0f}{per_base * proofs:>10.1f}")
     print(f"proof events {proofs} (valid {valid}), all market events {events}, alarms {alarms}")
     fetch = indexer._prefetch_rpc
-    waited = rpc.seconds + fetch.seconds
+    by_method = Counter(rpc.seconds) + Counter(fetch.seconds)
+    waited = sum(by_method.values())
     requests_sent = rpc.requests + fetch.requests
     print(
         f"indexer CPU {cpu:.1f}s for {elapsed:.1f}s wall; RPC requests {requests_sent}"
-        f", waiting on the node {waited:.1f}s ({fetch.seconds:.1f}s of it on the prefetch thread)"
+        f", waiting on the node {waited:.1f}s ({sum(fetch.seconds.values()):.1f}s of it on the"
+        " prefetch thread)"
     )
+    print("  waiting by method: " + ", ".join(f"{m} {s:.1f}s" for m, s in by_method.most_common()))
     print(
         json.dumps(
             {

@@ -203,9 +203,14 @@ class Indexer:
         self._books: dict[str, ProviderBook] | None = None
         self._proven: set[tuple[str, int]] = set()
         self._proof_topic = self.decoder.topic_of(ProofSubmitted)
-        self._prefetch_rpc = RpcClient(rpc.url, rpc.config)
+        self._prefetch_rpc = rpc.clone()
         self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="auditor-prefetch")
         self._prefetch: Future[_Batch] | None = None
+        served = rpc.chain_id()
+        if served != deployment.chain_id:
+            raise LocalError(
+                f"{rpc.url} serves chain {served}, the deployment is on chain {deployment.chain_id}"
+            )
         with db.transaction(engine) as conn:
             for key, value in (("chain_id", deployment.chain_id), ("market", deployment.market)):
                 stored = db.get_meta(conn, key)

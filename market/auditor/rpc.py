@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
@@ -181,11 +182,15 @@ class RpcClient:
         """HTTP requests sent (a batch counts once)."""
         self.failures = 0
         """Failed attempts (unreachable or garbage), retried or not."""
-        self.seconds = 0.0
-        """Wall time spent waiting for HTTP replies."""
+        self.seconds: dict[str, float] = defaultdict(float)
+        """Wall time spent waiting for HTTP replies, by method (a batch's first method)."""
 
     def close(self) -> None:
         self._session.close()
+
+    def clone(self) -> RpcClient:
+        """Another client of the same endpoint, with its own session (for another thread)."""
+        return RpcClient(self.url, self.config, sleep=self._sleep)
 
     # -- typed reads -------------------------------------------------------------------
 
@@ -314,6 +319,7 @@ class RpcClient:
 
     def _post(self, body: Any) -> Any:
         self.requests += 1
+        method = (body[0] if isinstance(body, list) else body)["method"]
         started = time.perf_counter()
         try:
             response = self._session.post(
@@ -325,7 +331,7 @@ class RpcClient:
         except requests.RequestException as exc:
             raise RpcError(f"RPC endpoint unreachable: {exc}") from None
         finally:
-            self.seconds += time.perf_counter() - started
+            self.seconds[method] += time.perf_counter() - started
         if response.status_code != 200:
             raise RpcGarbage(f"HTTP {response.status_code} from the RPC endpoint")
         try:

@@ -243,8 +243,12 @@ def test_garbage_from_the_rpc_is_never_indexed(
         assert conn.execute(select(func.count()).select_from(db.events)).scalar() > 0
 
 
-def test_another_market_in_the_same_database_is_refused(chain: Chain, engine: Engine) -> None:
+def test_another_market_or_chain_is_refused(chain: Chain, engine: Engine) -> None:
     make_indexer(chain, engine)
+    abi = chain.ledger().market.abi
     other = replace(chain.deployment, market="0x" + "11" * 20)
     with pytest.raises(LocalError, match="market"):
-        Indexer(engine, RpcClient(chain.url), other, chain.ledger().market.abi)
+        Indexer(engine, RpcClient(chain.url), other, abi)
+    elsewhere = replace(chain.deployment, chain_id=1)
+    with pytest.raises(LocalError, match="serves chain 31337"):
+        Indexer(engine, RpcClient(chain.url), elsewhere, abi)
