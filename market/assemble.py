@@ -12,8 +12,9 @@ the GIL on large updates) runs beside both. Output goes to a preallocated tempor
 beside the target; ``finish`` checks the digest against the manifest, fsyncs and renames:
 the target appears whole and verified, or not at all.
 
-Chunks reach the share files (``market.retrieve.ShareFiles``) with ``pwrite`` before their
-stripe is handed over, so a worker reading them by path sees them through the page cache.
+Chunks reach the download's journal (``market.spool.ChunkSpool``) with ``pwrite`` before
+their stripe is handed over, so a worker reading them by offset sees them through the page
+cache.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Final
 
 from market.errors import RetrievalFailed, UsageError
+from market.spool import ChunkSpool
 from node.pieces.config import DEFAULT_CONFIG, PiecesConfig
 from node.pieces.errors import NoSpace, PiecesError
 from node.pieces.files import (
@@ -54,8 +56,8 @@ MAC_READ: Final = 8 * 1024 * 1024
 """Bytes read back per digest update."""
 
 
-Stripes = tuple[tuple[int, tuple[int, ...]], ...]
-"""(stripe, the ``k`` shares to decode it from), in order."""
+Stripes = tuple[tuple[int, tuple[tuple[int, int, int], ...]], ...]
+"""(stripe, ((share, offset, length) of each of ``k`` chunks in the spool)), in order."""
 
 
 @dataclass(frozen=True, repr=False)
@@ -66,8 +68,7 @@ class DecodeJob:
     mode: Mode
     salt: bytes
     stream_keys: tuple[bytes, ...]
-    parts: tuple[tuple[int, str], ...]
-    """Share index -> path of its (partial) share file."""
+    spool_path: str
     stripes: Stripes
     out_path: str
 
@@ -75,23 +76,21 @@ class DecodeJob:
 def decode_stripes(job: DecodeJob) -> int:
     """Run a ``DecodeJob`` (in a worker process or a thread); returns the stripes written."""
     codec = StripeCodec(job.file_size, job.mode, job.salt, job.stream_keys)
-    fds: dict[int, int] = {}
-    out = os.open(job.out_path, os.O_WRONLY)
+    spool = os.open(job.spool_path, os.O_RDONLY)
     try:
-        for share, path in job.parts:
-            fds[share] = os.open(path, os.O_RDONLY)
-        for stripe, shares in job.stripes:
-            size = codec.block_size(stripe)
-            blocks = {s: os.pread(fds[s], size, stripe * CHUNK_SIZE) for s in shares}
-            offset = codec.plaintext_span(stripe)[0]
-            for chunk in codec.decode(stripe, blocks):
-                pwrite_all(out, chunk, offset)
-                offset += len(chunk)
-        return len(job.stripes)
+        out = os.open(job.out_path, os.O_WRONLY)
+        try:
+            for stripe, chunks in job.stripes:
+                blocks = {share: os.pread(spool, n, at) for share, at, n in chunks}
+                offset = codec.plaintext_span(stripe)[0]
+                for chunk in codec.decode(stripe, blocks):
+                    pwrite_all(out, chunk, offset)
+                    offset += len(chunk)
+            return len(job.stripes)
+        finally:
+            os.close(out)
     finally:
-        os.close(out)
-        for fd in fds.values():
-            os.close(fd)
+        os.close(spool)
 
 
 class StripeAssembler:
@@ -106,8 +105,8 @@ class StripeAssembler:
         The client's secret (``WrongKey`` at once if it is not the owner's).
     out_path :
         The target; written only by ``finish``, atomically.
-    parts :
-        Share index -> path of the share file its chunks are written to.
+    spool :
+        The download's chunk journal (where ``ready`` looks the chunks up).
     config :
         Worker processes (files under ``parallel_threshold`` are decoded on a thread).
     """
@@ -117,7 +116,7 @@ class StripeAssembler:
         manifest: Manifest,
         secret: bytes,
         out_path: Path,
-        parts: dict[int, Path],
+        spool: ChunkSpool,
         *,
         config: PiecesConfig = DEFAULT_CONFIG,
         pool: Executor | None = None,
@@ -125,6 +124,7 @@ class StripeAssembler:
         self.m = manifest
         keys = manifest.keys(secret)
         self.out_path = out_path
+        self._spool = spool
         self._mac = keys.plaintext_mac()
         self._codec = StripeCodec(
             manifest.file_size, manifest.redundancy, manifest.salt, keys.stream_keys
@@ -134,7 +134,7 @@ class StripeAssembler:
             manifest.redundancy,
             manifest.salt,
             keys.stream_keys,
-            tuple((s, str(p)) for s, p in sorted(parts.items())),
+            str(spool.path),
             (),
             "",
         )
@@ -153,7 +153,7 @@ class StripeAssembler:
         self._fd = fd
         self._pool = pool_for(pool, config, manifest.file_size)
         self._per_job = max(1, BATCH_BYTES // max(1, manifest.k * CHUNK_SIZE))
-        self._batch: list[tuple[int, tuple[int, ...]]] = []
+        self._batch: list[tuple[int, tuple[tuple[int, int, int], ...]]] = []
         self._jobs: list[asyncio.Future[int]] = []
         self._decoded = bytearray(manifest.stripes)
         self._prefix = 0
@@ -168,8 +168,9 @@ class StripeAssembler:
 
     def ready(self, stripe: int, shares: Iterable[int]) -> None:
         """Stripe ``stripe`` can be decoded from ``shares`` (at least ``k``; data ones first)."""
-        chosen = tuple(sorted(shares)[: self.m.k])
-        self._batch.append((stripe, chosen))
+        chosen = sorted(shares)[: self.m.k]  # data shares first: zfec has nothing to do
+        where = tuple((sh, *self._spool.locate(sh, stripe)) for sh in chosen)
+        self._batch.append((stripe, where))
         if len(self._batch) >= self._per_job:
             self.flush()
 
@@ -184,7 +185,7 @@ class StripeAssembler:
             self._template.mode,
             self._template.salt,
             self._template.stream_keys,
-            self._template.parts,
+            self._template.spool_path,
             stripes,
             str(self._tmp),
         )

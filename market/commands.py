@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from eth_account.signers.local import LocalAccount
 from rich.console import Console
 from rich.table import Table
 
@@ -27,7 +28,8 @@ from market.config import (
 from market.db import PlacementRecord
 from market.errors import UsageError
 from market.get import GetResult, get_file
-from market.home import Home, init_home, open_home, resolve_home
+from market.home import Home, init_home, open_home
+from market.paths import resolve_home
 from market.progress import make_progress
 from market.put import PutResult, put_file
 from market.repair import RepairOutcome, repair_all, repair_file, watch
@@ -66,6 +68,15 @@ def _passphrase(args: argparse.Namespace, *, confirm: bool = False) -> str:
     return read_passphrase(file=args.passphrase_file, confirm=confirm)
 
 
+def _account(args: argparse.Namespace, home: Home) -> LocalAccount:
+    """The unlocked account: decrypted already on the side (``cli.Unlock``), or now."""
+    unlock = getattr(args, "unlock", None)
+    if unlock is not None:
+        account: LocalAccount = unlock.result()
+        return account
+    return home.account(_passphrase(args))
+
+
 def _run(main: Coroutine[Any, Any, T]) -> T:
     """Run ``main`` on the node's event loop; SIGTERM and SIGINT cancel it cleanly."""
 
@@ -87,11 +98,11 @@ def _run(main: Coroutine[Any, Any, T]) -> T:
 
 async def _with_session(
     home: Home,
-    passphrase: str | None,
+    account: LocalAccount | None,
     network: bool,
     body: Callable[[Session], Awaitable[T]],
 ) -> T:
-    async with open_session(home, passphrase=passphrase, network=network) as s:
+    async with open_session(home, account=account, network=network) as s:
         return await body(s)
 
 
@@ -354,7 +365,7 @@ def cmd_put(args: argparse.Namespace) -> PutOutput:
     if periods < 1:
         raise UsageError("--duration must be at least 1 period")
     cap = parse_token_amount(args.max_price if args.max_price is not None else cfg.max_price)
-    passphrase = _passphrase(args)
+    account = _account(args, home)
 
     async def body(s: Session) -> PutOutput:
         with make_progress(not args.json) as progress:
@@ -365,7 +376,7 @@ def cmd_put(args: argparse.Namespace) -> PutOutput:
             )
 
     try:
-        return _run(_with_session(home, passphrase, True, body))
+        return _run(_with_session(home, account, True, body))
     finally:
         home.close()
 
@@ -395,7 +406,7 @@ class GetOutput:
 
 def cmd_get(args: argparse.Namespace) -> GetOutput:
     home = _home(args)
-    passphrase = _passphrase(args)
+    account = _account(args, home)
 
     async def body(s: Session) -> GetOutput:
         with make_progress(not args.json) as progress:
@@ -404,7 +415,7 @@ def cmd_get(args: argparse.Namespace) -> GetOutput:
             )
 
     try:
-        return _run(_with_session(home, passphrase, True, body))
+        return _run(_with_session(home, account, True, body))
     finally:
         home.close()
 
@@ -590,7 +601,7 @@ class RepairOutput:
 
 def cmd_repair(args: argparse.Namespace) -> RepairOutput:
     home = _home(args)
-    passphrase = _passphrase(args)
+    account = _account(args, home)
     if args.watch and args.id:
         raise UsageError("--watch repairs every file; give no id")
     interval = args.interval or home.config.repair.watch_interval
@@ -618,8 +629,8 @@ def cmd_repair(args: argparse.Namespace) -> RepairOutput:
 
     try:
         if args.watch:
-            return run(_with_session(home, passphrase, True, body))
-        return _run(_with_session(home, passphrase, True, body))
+            return run(_with_session(home, account, True, body))
+        return _run(_with_session(home, account, True, body))
     finally:
         home.close()
 

@@ -21,11 +21,11 @@ from market.assemble import StripeAssembler
 from market.errors import UsageError
 from market.progress import Progress
 from market.retrieve import (
-    close_share_files,
+    close_spool,
     fetch_stripes,
     find_sources,
     load_manifest,
-    open_share_files,
+    open_spool,
     parse_file_id,
 )
 from market.session import Session
@@ -62,11 +62,9 @@ async def get_file(
     target = await asyncio.to_thread(_target, out, name or file_id, force)
     sources = await find_sources(s, manifest)
     found = time.monotonic()
-    sink = await asyncio.to_thread(
-        open_share_files, manifest, sources, s.home.paths.downloads / file_id
-    )
+    sink = await asyncio.to_thread(open_spool, manifest, sources, s.home.paths.downloads / file_id)
     try:
-        assembler = StripeAssembler(m, s.secret, target, sink.parts())
+        assembler = StripeAssembler(m, s.secret, target, sink)
         try:
             sink.on_stripe = assembler.ready
             for stripe, shares in sink.complete():
@@ -80,7 +78,7 @@ async def get_file(
     except BaseException:
         sink.close()
         raise
-    close_share_files(sink)
+    close_spool(sink)
     done = time.monotonic()
     return GetResult(
         file_id=file_id,

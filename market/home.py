@@ -40,62 +40,19 @@ from contracts.keystore import KeystoreError, create_keystore, load_keystore
 from market.config import MarketConfig, load_config, render_config
 from market.db import Database
 from market.errors import ConfigError
+from market.paths import HomePaths
 from node.errors import KeyFileError
 from node.identity import NodeKey
 
-HOME_ENV: Final = "DEPOT_HOME"
-DEFAULT_HOME: Final = Path("~/.depot/market")
 FILE_SECRET_SALT: Final = b"depot/market/file-secret/v1"
 FILE_SECRET_INFO: Final = b"file-secret"
 SECRET_SIZE: Final = 32
-
-
-def resolve_home(arg: str | None) -> Path:
-    """``--home``, else ``$DEPOT_HOME``, else ``~/.depot/market``."""
-    return Path(arg or os.environ.get(HOME_ENV) or DEFAULT_HOME).expanduser()
 
 
 def file_secret(account: LocalAccount) -> bytes:
     """The client's 32-byte file secret, derived from its account key (module docstring)."""
     hkdf = HKDF(SHA256(), SECRET_SIZE, FILE_SECRET_SALT, FILE_SECRET_INFO)
     return hkdf.derive(bytes(account.key))
-
-
-@dataclass(frozen=True)
-class HomePaths:
-    """Where each part of a home directory lives."""
-
-    root: Path
-
-    @property
-    def config(self) -> Path:
-        return self.root / "config.toml"
-
-    @property
-    def keystore(self) -> Path:
-        return self.root / "account.json"
-
-    @property
-    def node_key(self) -> Path:
-        return self.root / "node.key"
-
-    @property
-    def staging(self) -> Path:
-        return self.root / "staging"
-
-    @property
-    def downloads(self) -> Path:
-        return self.root / "downloads"
-
-    @property
-    def kad_table(self) -> Path:
-        return self.root / "kad.table"
-
-    def deployment(self, config: MarketConfig) -> Path:
-        return self.root / config.chain.deployment
-
-    def database_url(self, config: MarketConfig) -> str:
-        return config.database.url or f"sqlite:///{self.root / 'market.db'}"
 
 
 @dataclass(frozen=True)

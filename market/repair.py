@@ -41,7 +41,7 @@ from market.placement import State, Trigger
 from market.progress import Progress
 from market.put import discovery_addrs, publish_manifest, store_manifest
 from market.rebuild import rebuild_shares
-from market.retrieve import close_share_files, fetch_stripes, find_sources, open_share_files
+from market.retrieve import close_spool, fetch_stripes, find_sources, open_spool
 from market.scoring import candidates, rank
 from market.session import Session
 from market.status import FileStatus, file_status
@@ -104,7 +104,7 @@ async def repair_file(s: Session, file_id: str, progress: Progress) -> RepairOut
     m = manifest.manifest
     sources = await find_sources(s, manifest)
     sink = await asyncio.to_thread(
-        open_share_files, manifest, sources, s.home.paths.downloads / f"repair-{file_id}"
+        open_spool, manifest, sources, s.home.paths.downloads / f"repair-{file_id}"
     )
     staging = s.home.paths.staging / f"repair-{file_id}"
     staging.mkdir(parents=True, exist_ok=True)
@@ -125,7 +125,7 @@ async def repair_file(s: Session, file_id: str, progress: Progress) -> RepairOut
         except BaseException:
             sink.close()
             raise
-        close_share_files(sink)
+        close_spool(sink)
         placements = await _place(s, status, targets, staging, progress)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

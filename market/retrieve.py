@@ -10,10 +10,9 @@ id and carry its owner's signature (``node.pieces.manifest.decode_manifest``).
 Holders: the DHT's provider records for each share's root (signed by staked node ids, the
 record policy), plus the providers this client has active deals with. The download is a
 ``node.swarm`` session over all of them at once (for each stripe, chunks of any ``k``
-distinct shares), into sparse share files with the swarm's resume state beside them:
-an interrupted get continues where it stopped. ``ShareFiles`` remembers which shares'
-chunks of each stripe are on disk, so that the stripes can then be decoded from exactly
-what arrived.
+distinct shares), into a chunk journal (``market.spool``) with the swarm's resume state
+beside it: an interrupted get continues where it stopped. The spool knows which shares'
+chunks of each stripe it holds, so that each stripe is decoded from exactly what arrived.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ import contextlib
 import hashlib
 import logging
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 from contracts.offers import DEAL_PROTOCOL, GetManifest, ManifestReply
@@ -32,13 +31,14 @@ from market.network import endpoint_addrs
 from market.placement import State
 from market.progress import Progress
 from market.session import Session
+from market.spool import ChunkSpool
 from node.errors import NodeError
 from node.pieces.errors import ManifestError
 from node.pieces.manifest import Manifest, SignedManifest, decode_manifest
 from node.swarm.errors import DownloadFailedError, StateFileError
 from node.swarm.service import DownloadReport
 from node.swarm.session import Source
-from node.swarm.sink import FileSink, ResumeState, SharePiece, pieces_of, reverify
+from node.swarm.sink import ResumeState, SharePiece, pieces_of, reverify
 
 log = logging.getLogger("market.retrieve")
 
@@ -171,49 +171,9 @@ async def find_sources(
     return sorted(found.values(), key=lambda src: (src.share, src.peer_id))
 
 
-class ShareFiles(FileSink):
+def open_spool(manifest: SignedManifest, sources: list[Source], workdir: Path) -> ChunkSpool:
     """
-    A ``FileSink`` (sparse share files, the swarm's resumable sink) that remembers which
-    shares' chunks of each stripe are on disk (``have[stripe]`` = share indices) and calls
-    ``on_stripe(stripe, shares)`` once per stripe, when its ``need``-th chunk is written.
-
-    The files are created at their full size before ``FileSink`` opens them, so that they
-    stay sparse: a k-of-n download writes about k/n of each.
-    """
-
-    def __init__(self, directory: Path, shares: Mapping[int, SharePiece], need: int) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        for piece in shares.values():
-            path = directory / f"{piece.root.hex()}.part"
-            with open(path, "ab") as f:
-                if f.tell() != piece.size:
-                    f.truncate(piece.size)
-        super().__init__(directory, shares)
-        self.need = need
-        self.have: dict[int, set[int]] = {}
-        self.written = 0
-        self.on_stripe: Callable[[int, set[int]], None] | None = None
-
-    def write_chunk(self, share: int, index: int, data: bytes | memoryview) -> None:
-        super().write_chunk(share, index, data)
-        held = self.have.setdefault(index, set())
-        held.add(share)
-        self.written += len(data)
-        if len(held) == self.need and self.on_stripe is not None:
-            self.on_stripe(index, held)
-
-    def complete(self) -> list[tuple[int, set[int]]]:
-        """The stripes with ``need`` chunks on disk already (after a resume)."""
-        return [(j, shares) for j, shares in sorted(self.have.items()) if len(shares) >= self.need]
-
-    def parts(self) -> dict[int, Path]:
-        """Share index -> the file its chunks are written to."""
-        return {share: self.part_path(share) for share in self.shares}
-
-
-def open_share_files(manifest: SignedManifest, sources: list[Source], workdir: Path) -> ShareFiles:
-    """
-    The download's share files in ``workdir``, with what an interrupted earlier run left
+    The download's chunk spool in ``workdir``, with what an interrupted earlier run left
     there (re-checked against the layers). ``RetrievalFailed`` if fewer than ``k`` shares
     have a holder.
     """
@@ -225,7 +185,7 @@ def open_share_files(manifest: SignedManifest, sources: list[Source], workdir: P
             f"({len(sources)} holders found)"
         )
     pieces = pieces_of(sources)
-    sink = ShareFiles(workdir, pieces, m.k)
+    sink = ChunkSpool(workdir, pieces, m.k)
     try:
         _load_resume(sink, workdir / STATE_FILE, pieces)
     except BaseException:
@@ -238,7 +198,7 @@ async def fetch_stripes(
     s: Session,
     manifest: SignedManifest,
     sources: list[Source],
-    sink: ShareFiles,
+    sink: ChunkSpool,
     *,
     progress: Progress,
     label: str,
@@ -277,13 +237,13 @@ async def fetch_stripes(
     return report
 
 
-def close_share_files(sink: ShareFiles) -> None:
-    """Close the files and delete the work directory (after a finished download)."""
+def close_spool(sink: ChunkSpool) -> None:
+    """Close the spool and delete the work directory (after a finished download)."""
     sink.close()
     shutil.rmtree(sink.directory, ignore_errors=True)
 
 
-def _load_resume(sink: ShareFiles, state: Path, pieces: Mapping[int, SharePiece]) -> None:
+def _load_resume(sink: ChunkSpool, state: Path, pieces: Mapping[int, SharePiece]) -> None:
     """Seed ``sink.have`` from an earlier run's state (chunks re-checked against the layer)."""
     try:
         progress = ResumeState(state, pieces).load()
@@ -298,5 +258,5 @@ def _load_resume(sink: ShareFiles, state: Path, pieces: Mapping[int, SharePiece]
             sink.have.setdefault(index, set()).add(share)
 
 
-def _bytes_on_disk(sink: ShareFiles, m: Manifest) -> int:
+def _bytes_on_disk(sink: ChunkSpool, m: Manifest) -> int:
     return sum(m.block_size(j) * min(len(shares), m.k) for j, shares in sink.have.items())

@@ -2,7 +2,7 @@
 One command's view of the world: the home, the account, the ledger, the provider directory
 and (for commands that talk to providers) the P2P node.
 
-    async with open_session(home, passphrase=..., network=True) as s:
+    async with open_session(home, account=account, network=True) as s:
         ...   # s.ledger, s.chain, s.directory, s.node, s.address, s.secret
 """
 
@@ -57,13 +57,12 @@ class Session:
 
 @asynccontextmanager
 async def open_session(
-    home: Home, *, passphrase: str | None, network: bool
+    home: Home, *, account: LocalAccount | None, network: bool
 ) -> AsyncIterator[Session]:
     """
-    Unlock the account (if ``passphrase`` is given), connect to the ledger, read the
+    With the unlocked ``account`` (or none, for read-only commands), connect to the ledger, read the
     provider registry, and start the P2P node (if ``network``); close everything on exit.
     """
-    account = home.account(passphrase) if passphrase is not None else None
     ledger = await asyncio.to_thread(LedgerClient, home.rpc_url, home.deployment, account)
     chain = Chain(ledger)
     directory = ProviderDirectory(ledger)
