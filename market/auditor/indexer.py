@@ -69,6 +69,8 @@ log = logging.getLogger("market.auditor.indexer")
 
 REORG_WALK: Final = 64
 """Stored block hashes compared per request while looking for a fork point."""
+FIRST_SCAN_CHUNK: Final = 8
+"""Blocks in the first block-scan request of a step (doubling up to the RPC batch size)."""
 
 
 @dataclass(frozen=True)
@@ -354,9 +356,12 @@ class Indexer:
         tx_order: dict[bytes, tuple[int, int]] = {}
         if self.config.scan_failed_proofs:
             headers: dict[int, Header] = {}
-            stop, n = last, first
+            stop, n, size = last, first, FIRST_SCAN_CHUNK
             while n <= stop:
-                chunk = rpc.blocks(range(n, min(n + rpc.config.batch_size, stop + 1)))
+                # Small first requests, doubling while the blocks are light: full blocks
+                # reach the transaction budget after a few, and are not fetched twice.
+                chunk = rpc.blocks(range(n, min(n + size, stop + 1)))
+                size = min(2 * size, rpc.config.batch_size)
                 for number in sorted(chunk):
                     header, hashes = chunk[number]
                     headers[number] = header
