@@ -94,28 +94,66 @@ class Devnet:
         self.passphrase = work / "passphrase"
         self.passphrase.write_text(PASSPHRASE + "\n")
         self.client = Account.create()
-        fund(web3, self.deployment, deployer, [a.address for a in accounts[1:]],
-             tokens=10_000 * TOKEN_UNIT)
-        fund(web3, self.deployment, deployer, [self.client.address], eth=10**20,
-             tokens=100_000 * TOKEN_UNIT)
+        fund(
+            web3,
+            self.deployment,
+            deployer,
+            [a.address for a in accounts[1:]],
+            tokens=10_000 * TOKEN_UNIT,
+        )
+        fund(
+            web3,
+            self.deployment,
+            deployer,
+            [self.client.address],
+            eth=10**20,
+            tokens=100_000 * TOKEN_UNIT,
+        )
         self.provers: list[subprocess.Popen[str]] = []
         homes = [work / f"prover{i}" for i in range(providers)]
 
         def init(i: int) -> None:
-            sh(str(BIN / "prover"), "--home", str(homes[i]), "init",
-               "--deployment", str(self.deployment_path), "--listen", "127.0.0.1:0",
-               "--api", "127.0.0.1:0", "--import-key", accounts[i + 1].key.hex(),
-               "--passphrase-file", str(self.passphrase), "--stake", "1000",
-               "--capacity", "5 GiB", "--price", f"0.00{i + 1}", "--collateral", "0.01")
+            sh(
+                str(BIN / "prover"),
+                "--home",
+                str(homes[i]),
+                "init",
+                "--deployment",
+                str(self.deployment_path),
+                "--listen",
+                "127.0.0.1:0",
+                "--api",
+                "127.0.0.1:0",
+                "--import-key",
+                accounts[i + 1].key.hex(),
+                "--passphrase-file",
+                str(self.passphrase),
+                "--stake",
+                "1000",
+                "--capacity",
+                "5 GiB",
+                "--price",
+                f"0.00{i + 1}",
+                "--collateral",
+                "0.01",
+            )
 
         with ThreadPoolExecutor(providers) as pool:
             list(pool.map(init, range(providers)))
         for i, home in enumerate(homes):
             proc = subprocess.Popen(
-                [str(BIN / "prover"), "--home", str(home), "run",
-                 "--passphrase-file", str(self.passphrase)],
-                stdout=subprocess.PIPE, stderr=(work / f"prover{i}.log").open("w"),
-                stdin=subprocess.DEVNULL, text=True,
+                [
+                    str(BIN / "prover"),
+                    "--home",
+                    str(home),
+                    "run",
+                    "--passphrase-file",
+                    str(self.passphrase),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=(work / f"prover{i}.log").open("w"),
+                stdin=subprocess.DEVNULL,
+                text=True,
             )
             self.provers.append(proc)
         for proc in self.provers:
@@ -125,9 +163,18 @@ class Devnet:
                     raise SystemExit("a prover exited; see its log in the work directory")
         self.home = work / "market"
         self.env = dict(os.environ, DEPOT_PASSPHRASE=PASSPHRASE)
-        sh(str(BIN / "market"), "--home", str(self.home), "init",
-           "--deployment", str(self.deployment_path), "--import-key", self.client.key.hex(),
-           "--exempt-loopback", env=self.env)
+        sh(
+            str(BIN / "market"),
+            "--home",
+            str(self.home),
+            "init",
+            "--deployment",
+            str(self.deployment_path),
+            "--import-key",
+            self.client.key.hex(),
+            "--exempt-loopback",
+            env=self.env,
+        )
         deadline = time.monotonic() + 120
         while True:
             doc = self.market("providers", "--size", str(MIB))
@@ -138,8 +185,9 @@ class Devnet:
             time.sleep(1)
 
     def market(self, *args: str) -> Any:
-        return json.loads(sh(str(BIN / "market"), "--home", str(self.home), *args, "--json",
-                             env=self.env).stdout)
+        return json.loads(
+            sh(str(BIN / "market"), "--home", str(self.home), *args, "--json", env=self.env).stdout
+        )
 
     def timed(self, *args: str) -> tuple[Any, float]:
         started = time.perf_counter()
@@ -157,8 +205,9 @@ class Devnet:
         self.anvil.stop()
 
 
-def run_mode(net: Devnet, src: Path, digest: str, label: str, flags: list[str],
-             mib: float) -> dict[str, Any]:
+def run_mode(
+    net: Devnet, src: Path, digest: str, label: str, flags: list[str], mib: float
+) -> dict[str, Any]:
     put, put_s = net.timed("put", str(src), *flags, "--duration", "10")
     out = src.with_name(f"back-{label}.bin")
     got, get_s = net.timed("get", put["id"], str(out))
@@ -200,8 +249,11 @@ def main() -> None:
         digest = make_input(src, size)
         _, sha_s = sha256_file(src)
         mib = size / MIB
-        print(f"input {args.size_mib} MiB | {args.providers} provers | block time "
-              f"{args.block_time or 'automine'} | sha256 {mib / sha_s:,.0f} MiB/s", flush=True)
+        print(
+            f"input {args.size_mib} MiB | {args.providers} provers | block time "
+            f"{args.block_time or 'automine'} | sha256 {mib / sha_s:,.0f} MiB/s",
+            flush=True,
+        )
         net = Devnet(work, args.providers, args.block_time)
         try:
             copies = run_mode(net, src, digest, "copies", ["--copies", str(args.copies)], mib)
