@@ -67,6 +67,10 @@ from prover.views import summary_view
 log = logging.getLogger("prover.daemon")
 
 GENESIS_KEY = "genesis"
+LAG_PROBE_INTERVAL = 0.25
+"""Seconds between probes of the event loop's lag."""
+LAG_WARNING = 1.0
+"""A wake-up this late is logged: something blocked the loop that proofs run on."""
 WORKER_THREADS = 32
 """Threads for blocking ledger calls and disk reads (a hung RPC holds one each)."""
 
@@ -155,6 +159,7 @@ class ProverNode:
         self._tasks += [
             asyncio.create_task(self._chain_main(), name="prover chain"),
             asyncio.create_task(self.scrubber.run(), name="prover scrub"),
+            asyncio.create_task(self._watch_loop_lag(), name="prover loop lag"),
         ]
         info = {
             "event": "ready",
@@ -278,6 +283,17 @@ class ProverNode:
                 log.exception("chain loop error; retrying")
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.config.chain.retry_max)
+
+    async def _watch_loop_lag(self) -> None:
+        """Measure how late the event loop wakes up: a blocked loop delays proofs."""
+        metrics = self.ctx.metrics
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(LAG_PROBE_INTERVAL)
+            lag = time.monotonic() - before - LAG_PROBE_INTERVAL
+            metrics.loop_lag.observe(lag)
+            if lag > LAG_WARNING:
+                event(log, logging.WARNING, "event_loop_blocked", seconds=lag)
 
     async def _retry(self, fn: Any, *args: Any) -> Any:
         delay = self.config.chain.retry_initial

@@ -19,8 +19,10 @@ merged idempotently, so a lost database costs history, not pieces.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -196,6 +198,7 @@ class Database:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._local = threading.local()
 
     @classmethod
     def open(cls, url: str, *, migrate: bool = True) -> Database:
@@ -432,13 +435,13 @@ class Database:
 
     def add_settlement(self, *, tx_hash: str, log_index: int, **fields: Any) -> bool:
         """Record a ``DealSettled`` event once; returns False if it was already known."""
-        try:
-            with self._tx() as conn:
-                conn.execute(
-                    insert(settlements).values(tx_hash=tx_hash, log_index=log_index, **fields)
-                )
-        except IntegrityError:
-            return False
+        key = (settlements.c.tx_hash == tx_hash) & (settlements.c.log_index == log_index)
+        with self._tx() as conn:
+            # Checked rather than caught: inside a batch a failed insert would abort the
+            # whole transaction on PostgreSQL. The daemon is the only writer.
+            if conn.execute(select(settlements.c.block).where(key)).first() is not None:
+                return False
+            conn.execute(insert(settlements).values(tx_hash=tx_hash, log_index=log_index, **fields))
         return True
 
     def settlements(self, deal_id: int | None = None) -> list[Row]:
@@ -474,8 +477,26 @@ class Database:
 
     # ------------------------------------------------------------------ internal
 
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """
+        Make every call in the block (in this thread) part of one transaction: one commit
+        and one fsync for many rows, all or nothing (the follower applies a block range of
+        events and moves its cursor this way).
+        """
+        if getattr(self._local, "conn", None) is not None:
+            yield
+            return
+        with _Transaction(self.engine) as conn:
+            self._local.conn = conn
+            try:
+                yield
+            finally:
+                self._local.conn = None
+
     def _tx(self) -> Any:
-        return _Transaction(self.engine)
+        conn = getattr(self._local, "conn", None)
+        return contextlib.nullcontext(conn) if conn is not None else _Transaction(self.engine)
 
     def _one(self, query: Any) -> Row | None:
         with self._tx() as conn:

@@ -13,6 +13,7 @@ only replays them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from contracts.events import (
@@ -68,11 +69,14 @@ class EventFollower:
         if last < start:
             return 0
         events = await chain.call(chain.ledger.events, start, last, KINDS)
-        applied = 0
-        for ev in events:
-            if self.apply(ev):
-                applied += 1
-        self.ctx.db.set_meta(CURSOR, str(last + 1))
+        # Off the event loop and in one transaction: a long history (a thousand deals to
+        # adopt) must not block the loop that proofs and the P2P node run on.
+        return await asyncio.to_thread(self._apply_range, events, last)
+
+    def _apply_range(self, events: list[LedgerEvent], last: int) -> int:
+        with self.ctx.db.batch():
+            applied = sum(1 for ev in events if self.apply(ev))
+            self.ctx.db.set_meta(CURSOR, str(last + 1))
         return applied
 
     def apply(self, ev: LedgerEvent) -> bool:

@@ -13,6 +13,7 @@ from node.metrics import Registry
 
 MARGIN_BUCKETS = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256)
 BUILD_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+LAG_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
 class ProverMetrics:
@@ -77,3 +78,8 @@ class ProverMetrics:
             "depot_prover_scrubbed_bytes_total", "Bytes re-hashed by the background scrub"
         )
         self.manifests = registry.gauge("depot_prover_manifests", "Manifests stored")
+        self.loop_lag = registry.histogram(
+            "depot_prover_event_loop_lag_seconds",
+            "How late the event loop woke up (a blocked loop delays proofs)",
+            buckets=LAG_BUCKETS,
+        )

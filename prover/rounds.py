@@ -23,6 +23,7 @@ margin to the deadline, build time), which is the API's proof history.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -82,12 +83,17 @@ class ProvingDriver:
                 self._apply(round_, WindowOpened(p, head))
                 step = next_step(round_, head)
             if step is Step.PROVE:
-                await self._attempt(round_, head)
+                await self._attempt(round_)
             elif step is Step.CLOSE:
                 self._apply(round_, WindowClosed(p))
             if round_.done and p < period:
                 del self.rounds[p]
         self._checked_periods = {p for p in self._checked_periods if p >= period}
+
+    def busy(self, period: int) -> bool:
+        """Whether ``period``'s proof is still to be settled (other transactions wait)."""
+        round_ = self.rounds.get(period)
+        return round_ is not None and not round_.done
 
     # ------------------------------------------------------------------ opening
 
@@ -125,7 +131,7 @@ class ProvingDriver:
 
     # ------------------------------------------------------------------ one attempt
 
-    async def _attempt(self, round_: ProvingRound, head: int) -> None:
+    async def _attempt(self, round_: ProvingRound) -> None:
         ctx = self.ctx
         chain = ctx.require_chain()
         period = round_.period
@@ -145,9 +151,12 @@ class ProvingDriver:
                 if await chain.call(chain.ledger.is_proven, ctx.address, period):
                     self._apply(round_, FoundProven(period))
                     return
-            located = await self._locate(period, head)
+            # The tick's head may be old (a slow catch-up): work from a fresh one, and give up
+            # rather than send a proof that would land in the next period.
+            located = await self._locate(period, await self._in_window(round_))
             proofs = await asyncio.to_thread(self._read_leaves, located)
             build = time.monotonic() - started
+            await self._in_window(round_)
             self._apply(round_, ProofSent(period, build))
             receipt = await chain.call(chain.ledger.submit_proof, proofs)
             self._apply(round_, ProofConfirmed(period, receipt.tx_hash, receipt.block_number))
@@ -155,15 +164,33 @@ class ProvingDriver:
             self._apply(round_, PiecesLost(period, exc.roots, exc.reason))
         except PeriodAlreadyProven:
             self._apply(round_, FoundProven(period))
+        except WindowPassed as exc:
+            self._apply(round_, AttemptFailed(period, str(exc)))
         except InvalidProof as exc:
-            # Our mirror disagrees with the contract: re-read the slots before retrying.
-            self.follower.mirror_stale = True
-            self._apply(round_, AttemptFailed(period, f"invalid proof: {exc.reason}"))
+            # Either the proof reached the chain after its period, or our mirror disagrees
+            # with the contract: then re-read the slots before retrying.
+            late = chain.head >= round_.deadline_block
+            with contextlib.suppress(ChainUnavailable):
+                late = await chain.read_head() >= round_.deadline_block
+            if not late:
+                self.follower.mirror_stale = True
+            reason = "landed after its window" if late else "challenge mirror out of date"
+            self._apply(round_, AttemptFailed(period, f"invalid proof ({reason}): {exc.reason}"))
         except (ChainUnavailable, LedgerError) as exc:
             if round_.state is RoundState.SUBMITTED and not isinstance(exc, Reverted):
                 self._may_be_pending = period  # sent, fate unknown
             reason = exc.reason if isinstance(exc, Reverted) else str(exc)
             self._apply(round_, AttemptFailed(period, f"{type(exc).__name__}: {reason}"[:300]))
+
+    async def _in_window(self, round_: ProvingRound) -> int:
+        """A fresh head, if a transaction sent now still lands in the round's window."""
+        head = await self.ctx.require_chain().read_head()
+        if head >= round_.deadline_block:
+            raise WindowPassed(
+                f"the window of period {round_.period} closed at block "
+                f"{round_.deadline_block} (head {head})"
+            )
+        return head
 
     def _pending_transactions(self) -> int:
         """Our transactions in the node's pool not yet mined (blocking)."""
@@ -308,6 +335,10 @@ class ProvingDriver:
             reason=round_.reason,
             **extra,
         )
+
+
+class WindowPassed(Exception):
+    """Raised inside an attempt when the head reached the window's last block."""
 
 
 class PiecesLostError(Exception):

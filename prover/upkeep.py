@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from contracts.chain import ProviderStatus
+from contracts.chain import MAX_SETTLE_BATCH, ProviderStatus
 from contracts.errors import LedgerError, Reverted
 from contracts.events import LedgerEvent
 from prover.context import Context
@@ -36,6 +36,11 @@ from prover.rounds import ProvingDriver
 log = logging.getLogger("prover.upkeep")
 
 ENDS_TOO_SOON = "deals: deal ends before a loss would take effect"
+SETTLE_BATCHES_PER_TICK = 2
+"""``settle_many`` transactions (64 deals each) sent per head at most: each waits for its
+receipt, and a tick must not outlast a block while a proof may be due."""
+LOSSES_PER_TICK = 4
+"""``declare_loss`` transactions sent per head at most (a dead disk loses many at once)."""
 
 
 class Upkeep:
@@ -56,6 +61,8 @@ class Upkeep:
         self._tried: dict[tuple[str, int], int] = {}
         """(action, deal id) -> period of the last attempt: one try per period."""
         self._last_period = -1
+        """The period whose once-per-period chores (withdraw, cross-check) were done."""
+        self._registry_period = -1
         self._reconciled = False
         self.started_at = time.time()
         """Rows last touched before this are a previous run's (crash leftovers)."""
@@ -64,18 +71,22 @@ class Upkeep:
         ctx = self.ctx
         period = ctx.schedule.period_of(head)
         new_period = period != self._last_period
-        if new_period or ctx.provider is None:
+        if period != self._registry_period or ctx.provider is None:
             chain = ctx.require_chain()
             ctx.provider = await chain.call(chain.ledger.provider, ctx.address)
+            self._registry_period = period
         if not self._reconciled:
             await self.reconcile(head)
-        await self._declare_losses(period)
-        await self._settle(period)
+        # Transactions wait while this period's proof is not settled: the proof comes first,
+        # and one account's transactions are mined in nonce order.
+        if not self.rounds.busy(period):
+            await self._declare_losses(period)
+            await self._settle(period)
+            if new_period:
+                await self._maybe_withdraw(period, head)
+                await self._maybe_cross_check(period, head)
+                self._last_period = period
         self._delete_finished(period)
-        if new_period:
-            await self._maybe_withdraw(period, head)
-            await self._maybe_cross_check(period, head)
-            self._last_period = period
         self._update_gauges()
 
     # ------------------------------------------------------------------ restart
@@ -128,8 +139,9 @@ class Upkeep:
             db.set_piece_state(root, PieceState.LOST, "a challenged leaf could not be proven")
             self.rounds.lost_roots.discard(root)
         lost_pieces = {bytes.fromhex(p.root) for p in db.pieces([PieceState.LOST])}
+        sent = 0
         for row in db.deals([DealState.ACTIVE]):
-            if row.deal_id is None:
+            if row.deal_id is None or sent >= LOSSES_PER_TICK:
                 continue
             root = bytes.fromhex(row.piece_root)
             if root not in lost_pieces and store.has(root):
@@ -139,6 +151,7 @@ class Upkeep:
             if not self._once("loss", row.deal_id, period):
                 continue
             chain = ctx.require_chain()
+            sent += 1
             try:
                 receipt = await chain.call(chain.ledger.declare_loss, row.deal_id)
             except Reverted as exc:
@@ -173,8 +186,11 @@ class Upkeep:
     async def _settle(self, period: int) -> None:
         ctx = self.ctx
         interval = ctx.config.proving.settle_interval_periods
+        room = SETTLE_BATCHES_PER_TICK * MAX_SETTLE_BATCH
         due: list[int] = []
         for row in ctx.db.deals(LIVE_STATES):
+            if len(due) >= room:
+                break
             if row.deal_id is None or row.stop_period is None:
                 continue
             stop, start = row.stop_period, row.start_period
