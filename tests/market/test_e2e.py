@@ -149,6 +149,55 @@ def test_a_new_home_with_the_same_key_gets_the_file_by_id_alone(
     assert back.read_bytes() == src.read_bytes()
 
 
+def test_an_interrupted_put_resumes_and_leaves_no_live_nonce(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    client = cluster.client()
+    src = data(tmp_path / "r.bin", 16 * MIB)
+    args = [
+        str(BIN / "market"),
+        "--home",
+        str(client.home),
+        "put",
+        str(src),
+        "--copies",
+        "3",
+        "--duration",
+        "30",
+        "--json",
+    ]
+    env = dict(os.environ, DEPOT_PASSPHRASE=PASSPHRASE)
+    first = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not any(p.state is State.ACTIVE for p in placements(client)):
+            assert time.monotonic() < deadline and first.poll() is None, first.communicate()
+            time.sleep(0.02)
+        first.kill()  # as a power cut would: no cleanup
+        first.wait(10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    before = placements(client)
+    file_id = before[0].file_id
+    again = subprocess.run(args, capture_output=True, text=True, env=env, timeout=180, check=False)
+    assert again.returncode == 0, again.stderr
+    doc = json.loads(again.stdout)
+    assert doc["id"] == file_id and doc["resumed"]
+    assert len({d["provider"] for d in doc["deals"]}) == 3
+    assert sorted(d["share"] for d in doc["deals"]) == [0, 1, 2]
+    after = placements(client, file_id)
+    ledger = cluster.ledger()
+    for p in after:
+        assert p.state in (State.ACTIVE, State.CANCELLED, State.EXPIRED), p
+        assert ledger.nonce_used(client.account.address, p.nonce) or p.state is State.EXPIRED
+    back = tmp_path / "back.bin"
+    cluster.market_json(client, "get", file_id, str(back))
+    assert back.read_bytes() == src.read_bytes()
+
+
 def test_unknown_and_malformed_ids(cluster: Cluster, client: Client, tmp_path: Path) -> None:
     unknown = cluster.market(client, "get", "ab" * 32, str(tmp_path / "x"))
     assert unknown.returncode == 3
