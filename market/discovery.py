@@ -43,11 +43,9 @@ class Discovery:
     notes: tuple[str, ...] = ()
     """Things the user should know (an unreadable reputation export...)."""
 
-    def by_address(self, address: str) -> ProviderView | None:
-        for v in self.views:
-            if v.address.lower() == address.lower():
-                return v
-        return None
+    def addresses(self) -> dict[str, tuple[Addr, ...]]:
+        """Provider address (lowercase) -> where its node listens."""
+        return {v.address.lower(): v.addrs for v in self.views}
 
 
 @dataclass(frozen=True)

@@ -151,7 +151,7 @@ async def put_file(
 
     lap("place")
     deals = db.placements(file.id, [State.ACTIVE])
-    copies, published = await store_manifest(s, file, deals, discovery_addrs(discovery))
+    copies, published = await store_manifest(s, file, deals, discovery.addresses())
     db.set_file_state(file.id, "stored")
     db.update_put(job.id, state="done")
     if not s.home.config.deals.keep_staging:
@@ -273,11 +273,6 @@ async def _place(
             f"{len(failures)} of {len(todo)} shares could not be placed; run the same put "
             f"again to retry them. {failures[0]}"
         )
-
-
-def discovery_addrs(discovery: object) -> dict[str, tuple[tuple[str, int], ...]]:
-    views = getattr(discovery, "views", [])
-    return {v.address.lower(): v.addrs for v in views}
 
 
 async def store_manifest(

@@ -32,19 +32,21 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from contracts.errors import LedgerError
 from market.db import PlacementRecord
 from market.dealflow import Funds, Placer, ProviderPool
 from market.discovery import discover
-from market.errors import MarketError, PlacementFailed
-from market.health import ALIVE, GONE, DealCondition, Health
+from market.errors import MarketError, PlacementFailed, RemoteError
+from market.health import GONE, DealCondition, Health
 from market.placement import State, Trigger
 from market.progress import Progress
-from market.put import discovery_addrs, publish_manifest, store_manifest
+from market.put import publish_manifest, store_manifest
 from market.rebuild import rebuild_shares
 from market.retrieve import close_spool, fetch_stripes, find_sources, open_spool
 from market.scoring import candidates, rank
 from market.session import Session
 from market.status import FileStatus, file_status
+from node.errors import NodeError
 from node.pieces.manifest import decode_manifest
 
 log = logging.getLogger("market.repair")
@@ -169,7 +171,7 @@ async def _place(
     placed = [r[0] for r in results if isinstance(r, tuple)]
     failed = [r for r in results if isinstance(r, BaseException)]
     if placed:
-        await store_manifest(s, file, placed, discovery_addrs(discovery))
+        await store_manifest(s, file, placed, discovery.addresses())
     for exc in failed:
         if not isinstance(exc, MarketError):
             raise exc
@@ -181,7 +183,11 @@ async def _place(
 
 
 async def repair_all(s: Session, progress: Progress) -> list[RepairOutcome | MarketError]:
-    """One pass over every stored file; a file's failure does not stop the others."""
+    """
+    One pass over every stored file. A file's failure, or the chain or network failing
+    meanwhile, does not stop the others (nor ``--watch``): it is reported and retried at
+    the next pass.
+    """
     out: list[RepairOutcome | MarketError] = []
     for f in s.home.db.files():
         if f.state not in ("stored", "placing"):
@@ -191,6 +197,9 @@ async def repair_all(s: Session, progress: Progress) -> list[RepairOutcome | Mar
         except MarketError as exc:
             log.warning("repair of %s failed: %s", f.id[:16], exc)
             out.append(exc)
+        except (LedgerError, NodeError) as exc:
+            log.warning("repair of %s failed: %s", f.id[:16], exc)
+            out.append(RemoteError(f"{f.id[:16]}: {exc}"))
     return out
 
 
@@ -229,8 +238,3 @@ async def watch(s: Session, progress: Progress, stop: asyncio.Event, interval: f
         )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval)
-
-
-def alive_holders(status: object) -> set[str]:
-    """Providers with a live deal in a file status."""
-    return {v.placement.provider for v in getattr(status, "deals", []) if v.condition in ALIVE}
