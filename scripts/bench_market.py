@@ -27,6 +27,7 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -47,6 +48,7 @@ BIN = Path(sys.executable).parent
 MIB = 1 << 20
 GIB = 1 << 30
 PASSPHRASE = "bench"
+DETAIL_KEYS = ("put_s", "get_s", "put_timings", "get_timings", "put_cpu", "get_cpu")
 
 
 def sh(*cmd: str, env: dict[str, str] | None = None, timeout: float = 1800) -> Any:
@@ -189,10 +191,25 @@ class Devnet:
             sh(str(BIN / "market"), "--home", str(self.home), *args, "--json", env=self.env).stdout
         )
 
-    def timed(self, *args: str) -> tuple[Any, float]:
+    def timed(self, *args: str) -> tuple[Any, float, float, float]:
+        """A market command's JSON, wall seconds, its CPU seconds (with its worker
+        processes) and the provers' CPU seconds meanwhile."""
+        provers = self.provers_cpu()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         doc = self.market(*args)
-        return doc, time.perf_counter() - started
+        wall = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        client = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        return doc, wall, client, self.provers_cpu() - provers
+
+    def provers_cpu(self) -> float:
+        """utime + stime of the prover processes so far (/proc/<pid>/stat)."""
+        total = 0
+        for proc in self.provers:
+            fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
 
     def close(self) -> None:
         for proc in self.provers:
@@ -208,9 +225,9 @@ class Devnet:
 def run_mode(
     net: Devnet, src: Path, digest: str, label: str, flags: list[str], mib: float
 ) -> dict[str, Any]:
-    put, put_s = net.timed("put", str(src), *flags, "--duration", "10")
+    put, put_s, put_cpu, put_provers = net.timed("put", str(src), *flags, "--duration", "10")
     out = src.with_name(f"back-{label}.bin")
-    got, get_s = net.timed("get", put["id"], str(out))
+    got, get_s, get_cpu, get_provers = net.timed("get", put["id"], str(out))
     back, _ = sha256_file(out)
     out.unlink()
     if back != digest:
@@ -222,6 +239,8 @@ def run_mode(
         "get_mib_s": mib / get_s,
         "put_timings": put["timings"],
         "get_timings": got["timings"],
+        "put_cpu": {"client": round(put_cpu, 2), "provers": round(put_provers, 2)},
+        "get_cpu": {"client": round(get_cpu, 2), "provers": round(get_provers, 2)},
         "deals": len(put["deals"]),
         "received": got["received"],
     }
@@ -243,6 +262,7 @@ def main() -> None:
     free = shutil.disk_usage(args.dir).free
     if free < need:
         raise SystemExit(f"{args.dir}: {free / GIB:.1f} GiB free, {need / GIB:.1f} GiB needed")
+    load_before = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="bench-market-", dir=args.dir))
     try:
         src = work / "input.bin"
@@ -264,17 +284,21 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     sha_rate = mib / sha_s
-    rows = [
-        (f"put, {args.copies} copies", copies["put_s"], copies["put_mib_s"], copies["put_timings"]),
-        (f"get, {args.copies} copies", copies["get_s"], copies["get_mib_s"], copies["get_timings"]),
-        (f"put, {args.ec}", ec["put_s"], ec["put_mib_s"], ec["put_timings"]),
-        (f"get, {args.ec}", ec["get_s"], ec["get_mib_s"], ec["get_timings"]),
-    ]
-    print(f"\n{'':22} {'wall s':>8} {'MiB/s':>8} {'vs sha256':>10}  phases (s)")
-    print(f"{'sha256 (baseline)':22} {sha_s:8.2f} {sha_rate:8.0f} {1.0:10.2f}")
-    for name, secs, rate, phases in rows:
+    gib = size / GIB
+    rows = []
+    for mode, r in ((f"{args.copies} copies", copies), (args.ec, ec)):
+        for op in ("put", "get"):
+            cpu = r[f"{op}_cpu"]
+            rows.append((f"{op}, {mode}", r[f"{op}_s"], r[f"{op}_mib_s"], cpu, r[f"{op}_timings"]))
+    print(f"\n{'':18} {'wall s':>7} {'MiB/s':>7} {'vs sha256':>9} {'CPU-s/GiB':>22}  phases (s)")
+    print(f"{'':18} {'':>7} {'':>7} {'':>9} {'client':>10} {'provers':>11}")
+    print(f"{'sha256 (baseline)':18} {sha_s:7.2f} {sha_rate:7.0f} {1.0:9.2f}")
+    for name, secs, rate, cpu, phases in rows:
         detail = " ".join(f"{k}={v:.2f}" for k, v in phases.items())
-        print(f"{name:22} {secs:8.2f} {rate:8.0f} {rate / sha_rate:10.2f}  {detail}")
+        print(
+            f"{name:18} {secs:7.2f} {rate:7.0f} {rate / sha_rate:9.2f} "
+            f"{cpu['client'] / gib:10.2f} {cpu['provers'] / gib:11.2f}  {detail}"
+        )
     summary = {
         "put_copies_mib_s": round(copies["put_mib_s"], 1),
         "get_copies_mib_s": round(copies["get_mib_s"], 1),
@@ -286,9 +310,10 @@ def main() -> None:
         "copies": args.copies,
         "ec": args.ec,
         "block_time": args.block_time,
-        "copies_phases": {"put": copies["put_timings"], "get": copies["get_timings"]},
-        "ec_phases": {"put": ec["put_timings"], "get": ec["get_timings"]},
-        "load_average": os.getloadavg()[0],
+        "details": {
+            label: {k: r[k] for k in DETAIL_KEYS} for label, r in (("copies", copies), ("ec", ec))
+        },
+        "load_average": [round(x, 2) for x in (load_before, os.getloadavg()[0])],
     }
     print(json.dumps(summary))
 
