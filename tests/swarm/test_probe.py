@@ -16,9 +16,16 @@ from node.swarm.store import FilePieceStore
 from node.swarm.verify import CHUNK_SIZE
 from node.transport import Host, Stream
 from tests.swarm.memswarm import make_piece
-from tests.swarm.test_service import CorruptStore
 
 SIZE = 5 * CHUNK_SIZE + 999
+
+
+class CorruptStore(FilePieceStore):
+    """Serves every chunk with one bit flipped (its layer stays right)."""
+
+    def read_chunk(self, root: bytes, index: int) -> bytes:
+        data = super().read_chunk(root, index)
+        return bytes([data[0] ^ 1]) + data[1:]
 
 
 async def serving(
