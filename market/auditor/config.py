@@ -89,6 +89,12 @@ confirmations = 2
 batch_blocks = 1000
 # Read every transaction of every block to find reverted proof transactions too.
 scan_failed_proofs = true
+# Most raw transactions held per step (a proof transaction is ~60 KB).
+max_txs = 400
+# Read the next range on a second thread while the current one is judged.
+prefetch = true
+# Check each block's logs against its receipts root (needs eth_getBlockReceipts).
+verify_logs = true
 
 [rpc]
 timeout = 30.0          # seconds per request

@@ -21,6 +21,10 @@ from tests.auditor.helpers import Chain, Prover, client_ledger
 
 def test_the_default_config_file_is_the_default_config() -> None:
     assert parse_config(DEFAULT_TOML) == AuditorConfig()
+    # Every key of every section is written out (the file documents them all).
+    for section in ("indexer", "rpc", "bounty", "retrieval"):
+        for name in vars(getattr(AuditorConfig(), section)):
+            assert f"\n{name} = " in DEFAULT_TOML, (section, name)
 
 
 def init(chain: Chain, home: Path, tmp: Path) -> dict[str, object]:
