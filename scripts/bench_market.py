@@ -27,7 +27,6 @@ import argparse
 import hashlib
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -80,6 +79,34 @@ def sha256_file(path: Path) -> tuple[str, float]:
         while block := f.read(8 * MIB):
             digest.update(block)
     return digest.hexdigest(), time.perf_counter() - started
+
+
+def process_cpu(pid: int) -> float | None:
+    """utime + stime of a live process in seconds (None if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def descendants(root: int) -> list[int]:
+    """Every process below ``root`` (children, grandchildren...)."""
+    parent: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parent[int(entry.name)] = int(fields[1])
+    out, frontier = [], [root]
+    while frontier:
+        node = frontier.pop()
+        kids = [pid for pid, ppid in parent.items() if ppid == node]
+        out += kids
+        frontier += kids
+    return out
 
 
 class Devnet:
@@ -192,24 +219,35 @@ class Devnet:
         )
 
     def timed(self, *args: str) -> tuple[Any, float, float, float]:
-        """A market command's JSON, wall seconds, its CPU seconds (with its worker
-        processes) and the provers' CPU seconds meanwhile."""
+        """
+        A market command's JSON, wall seconds, its CPU seconds (the command and every
+        process it started: worker processes are sampled from /proc every 0.1 s, so up to
+        0.1 s of each one's last moments is missed) and the provers' CPU seconds meanwhile.
+        """
         provers = self.provers_cpu()
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
-        doc = self.market(*args)
+        proc = subprocess.Popen(
+            [str(BIN / "market"), "--home", str(self.home), *args, "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env,
+        )
+        seen: dict[int, float] = {}
+        while proc.poll() is None:
+            for pid in [proc.pid, *descendants(proc.pid)]:
+                cpu = process_cpu(pid)
+                if cpu is not None:
+                    seen[pid] = max(seen.get(pid, 0.0), cpu)
+            time.sleep(0.1)
+        out, err = proc.communicate()
         wall = time.perf_counter() - started
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        client = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        return doc, wall, client, self.provers_cpu() - provers
+        if proc.returncode != 0:
+            raise SystemExit(f"market {' '.join(args[:2])} failed: {err[-3000:]}")
+        return json.loads(out), wall, sum(seen.values()), self.provers_cpu() - provers
 
     def provers_cpu(self) -> float:
-        """utime + stime of the prover processes so far (/proc/<pid>/stat)."""
-        total = 0
-        for proc in self.provers:
-            fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        return total / os.sysconf("SC_CLK_TCK")
+        return sum(process_cpu(p.pid) or 0.0 for p in self.provers)
 
     def close(self) -> None:
         for proc in self.provers:
