@@ -135,6 +135,9 @@ class Verdict:
     """The challenge range the auditor derived."""
     failed: tuple[int, ...] = ()
     """Challenge numbers whose leaf or path did not verify."""
+    checked: bool = True
+    """False when the proof could not be judged from the transaction (a call made through
+    another contract: the proof is not in the transaction's calldata)."""
 
 
 def check_proof(

@@ -497,7 +497,8 @@ class Indexer:
         try:
             call = tx_call(raw)
             if call.to != self.market:
-                raise MalformedProof("the transaction does not call the market directly")
+                reason = "unverifiable: the transaction calls the market through a contract"
+                return Verdict(False, reason, index.total, checked=False), book.epoch
             proof = decode_submit_proof(call.data, self.selector)
         except MalformedProof as exc:
             return Verdict(False, f"malformed: {exc}", index.total), book.epoch
@@ -528,10 +529,11 @@ class Indexer:
         seed = batch.headers[self.schedule.seed_block(period)].hash
         checks = (
             (
-                verdict.valid,
+                verdict.valid or not verdict.checked,
                 "verdict",
                 f"the chain accepted a proof the auditor rejects: {verdict.reason}",
             ),
+            (verdict.checked, "unverifiable", verdict.reason),
             (
                 event.period == period,
                 "period",

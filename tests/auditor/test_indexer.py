@@ -252,3 +252,24 @@ def test_another_market_or_chain_is_refused(chain: Chain, engine: Engine) -> Non
     elsewhere = replace(chain.deployment, chain_id=1)
     with pytest.raises(LocalError, match="serves chain 31337"):
         Indexer(engine, RpcClient(chain.url), elsewhere, abi)
+
+
+def test_a_proof_sent_through_another_contract_is_unverifiable_not_invalid(
+    chain: Chain, engine: Engine
+) -> None:
+    indexer = make_indexer(chain, engine)
+    account = chain.accounts[2]
+    tx = {
+        "to": "0x" + "11" * 20,  # a contract wallet or proxy that calls the market itself
+        "data": b"\x00" * 40,
+        "gas": 100_000,
+        "nonce": 0,
+        "chainId": chain.deployment.chain_id,
+        "maxFeePerGas": 10**10,
+        "maxPriorityFeePerGas": 1,
+        "type": 2,
+    }
+    raw = bytes(account.sign_transaction(tx).raw_transaction)
+    block = chain.deployment.schedule.period_start(3) + 1
+    verdict, _ = indexer._verdict(account.address, block, {}, raw)
+    assert not verdict.checked and "unverifiable" in verdict.reason
