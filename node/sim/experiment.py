@@ -17,6 +17,7 @@ The DHT lookup experiment behind ``scripts/bench_dht.py``.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import statistics
 import time
@@ -129,6 +130,11 @@ class Experiment:
         else:
             for i, node in enumerate(nodes):
                 net.queue.at(net.now + i * cfg.join_spacing, net.join, node)
+        # The simulator makes no reference cycles: keep the cyclic collector from rescanning
+        # the millions of objects built so far at every full collection (17% of the CPU
+        # time at 10,000 nodes, more at 100,000).
+        gc.collect()
+        gc.freeze()
         t0 = net.now + (cfg.nodes * cfg.join_spacing if cfg.start == "join" else 0.0)
         measure_start = t0 + cfg.warmup
         for _ in range(cfg.lookups):
@@ -152,6 +158,7 @@ class Experiment:
         rep.records_stored = sum(n.core.store.record_count for n in net.live)
         rep.rpcs_failed = sum(n.core.stats.rpcs_failed for n in net.live)
         rep.abandoned += len(self._pending)
+        gc.unfreeze()
         return rep
 
     # --- providers ----------------------------------------------------------------------
