@@ -151,11 +151,14 @@ async def put_file(
 
     lap("place")
     deals = db.placements(file.id, [State.ACTIVE])
+    cleanup = None
+    if not s.home.config.deals.keep_staging:  # every share is placed: the copies can go
+        cleanup = asyncio.ensure_future(asyncio.to_thread(shutil.rmtree, job.staging, True))
     copies, published = await store_manifest(s, file, deals, discovery.addresses())
     db.set_file_state(file.id, "stored")
     db.update_put(job.id, state="done")
-    if not s.home.config.deals.keep_staging:
-        shutil.rmtree(job.staging, ignore_errors=True)
+    if cleanup is not None:
+        await cleanup
     lap("manifest")
     return PutResult(
         file_id=file.id,

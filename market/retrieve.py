@@ -31,9 +31,11 @@ from market.network import endpoint_addrs
 from market.placement import State
 from market.progress import Progress
 from market.session import Session
+from market.spool import HEADER as SPOOL_HEADER
 from market.spool import ChunkSpool
 from node.errors import NodeError
-from node.pieces.errors import ManifestError
+from node.pieces.errors import ManifestError, NoSpace
+from node.pieces.files import ensure_space
 from node.pieces.manifest import Manifest, SignedManifest, decode_manifest
 from node.swarm.errors import DownloadFailedError, StateFileError
 from node.swarm.service import DownloadReport
@@ -185,7 +187,12 @@ def open_spool(manifest: SignedManifest, sources: list[Source], workdir: Path) -
             f"({len(sources)} holders found)"
         )
     pieces = pieces_of(sources)
-    sink = ChunkSpool(workdir, pieces, m.k)
+    expected = m.k * (m.share_size + m.stripes * SPOOL_HEADER.size)
+    try:
+        ensure_space(workdir.parent, expected + m.file_size)
+    except NoSpace as exc:
+        raise UsageError(f"{exc} (the download and the file)") from None
+    sink = ChunkSpool(workdir, pieces, m.k, expected)
     try:
         _load_resume(sink, workdir / STATE_FILE, pieces)
     except BaseException:

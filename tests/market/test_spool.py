@@ -86,3 +86,17 @@ def test_the_swarm_resume_check_reads_through_the_spool(tmp_path: Path) -> None:
     kept = reverify({0: ShareProgress(layer, done)}, spool)
     assert list(kept[0].done) == [0]
     spool.close()
+
+
+def test_a_preallocated_journal_reopens_at_its_last_record(tmp_path: Path) -> None:
+    expected = 4 * (CHUNK_SIZE + HEADER.size)
+    spool = ChunkSpool(tmp_path, PIECES, need=1, expected=expected)
+    assert spool.path.stat().st_size == expected
+    spool.write_chunk(1, 2, chunk(1, 2))
+    spool.close()
+    again = ChunkSpool(tmp_path, PIECES, need=1, expected=expected)
+    assert again.read_chunk(1, 2) == chunk(1, 2)
+    again.write_chunk(0, 0, chunk(0, 0))  # right after the last record, not at the end
+    assert again.locate(0, 0)[0] == 2 * HEADER.size + CHUNK_SIZE
+    assert again.path.stat().st_size == expected
+    again.close()
