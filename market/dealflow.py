@@ -75,6 +75,16 @@ class Funds:
     """Placement id -> escrow of proposals that may still be accepted."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
+    async def check(self, escrow: int) -> None:
+        """``InsufficientFunds`` unless the balance covers ``escrow`` (a read, no approval)."""
+        s = self.session
+        balance = await s.chain.run(s.ledger.balance_of, s.address)
+        if balance < escrow:
+            raise InsufficientFunds(
+                f"token balance {format_tokens(balance)} does not cover the escrow of "
+                f"{format_tokens(escrow)} tokens these deals need"
+            )
+
     async def ensure(self, escrow: int, key: int | None = None) -> None:
         """
         Make sure the balance covers ``escrow`` on top of the proposals in flight, and the
@@ -85,12 +95,7 @@ class Funds:
         s = self.session
         async with self.lock:
             needed = sum(self.in_flight.values()) + escrow
-            balance = await s.chain.run(s.ledger.balance_of, s.address)
-            if balance < needed:
-                raise InsufficientFunds(
-                    f"token balance {format_tokens(balance)} does not cover the escrow of "
-                    f"{format_tokens(needed)} tokens these deals need"
-                )
+            await self.check(needed)
             allowance = await s.chain.run(s.ledger.allowance, s.address)
             if allowance < needed:
                 log.info("approving the market for %s tokens", format_tokens(needed))

@@ -117,8 +117,11 @@ async def put_file(
     if file is None:
         _require_providers(ranking, mode.n, max_price)
         plan_cost = sum(c.price_per_period * periods for c in candidates(ranking)[: mode.n])
-        await Funds(s).ensure(plan_cost)
+        funds = Funds(s)
+        await funds.check(plan_cost)
         lap("funds")
+        # The approval is mined while the file is prepared.
+        approving = asyncio.ensure_future(funds.ensure(plan_cost))
         if job is None:
             staging = Path(tempfile.mkdtemp(prefix="put-", dir=s.home.paths.staging))
             job = db.add_put(
@@ -129,9 +132,18 @@ async def put_file(
                 periods=periods,
                 staging=str(staging),
             )
-        file = await _prepare(
-            s, job.id, source, Path(job.staging), mode=mode, periods=periods, max_price=max_price
-        )
+        try:
+            file = await _prepare(
+                s,
+                job.id,
+                source,
+                Path(job.staging),
+                mode=mode,
+                periods=periods,
+                max_price=max_price,
+            )
+        finally:
+            await approving
     else:
         progress.note(f"resuming the put of {file.id}")
         for record in db.placements(file.id, LIVE_NONCE):
