@@ -17,7 +17,7 @@ TCP + Noise + mux on 127.0.0.1) plus a seed node here; some of them provide keys
 provided key with GET_PROVIDERS (want=1). Baseline in the same run: one FIND_NODE request
 to a known peer over a fresh connection (the cost of one hop).
 
-    .venv/bin/python scripts/bench_dht.py                    # 10k nodes, ~10 minutes
+    .venv/bin/python scripts/bench_dht.py                    # 10k nodes: ~8 CPU-minutes
     .venv/bin/python scripts/bench_dht.py --big 100000       # also 100k nodes (long)
     .venv/bin/python scripts/bench_dht.py --nodes 2000 --warmup 600 --measure 600  # quick
 
