@@ -20,11 +20,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Query
-from fastapi.responses import PlainTextResponse
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
 
+from contracts.errors import LedgerError, Reverted
 from prover.context import Context
+from prover.errors import ChainUnavailable
 from prover.lifecycle import DealState
 from prover.views import deal_view, deals_view, earnings_view, pieces_view, proofs_view
 
@@ -106,6 +108,15 @@ def create_app(
         version="1",
         description="Local API of a Depot storage provider daemon.",
     )
+
+    @app.exception_handler(ChainUnavailable)
+    async def chain_unavailable(_: Request, exc: ChainUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": f"chain unavailable: {exc}"}, status_code=503)
+
+    @app.exception_handler(LedgerError)
+    async def chain_refused(_: Request, exc: LedgerError) -> JSONResponse:
+        reason = exc.reason if isinstance(exc, Reverted) else str(exc)
+        return JSONResponse({"detail": f"the chain refused: {reason}"}, status_code=409)
 
     @app.get("/healthz")
     def healthz() -> dict[str, bool]:

@@ -395,7 +395,8 @@ def cmd_exit(args: argparse.Namespace) -> int:
         except httpx.HTTPError as exc:
             raise ChainUnavailable(f"the daemon's API did not answer: {exc}") from None
         if response.status_code != 200:
-            raise ChainUnavailable(f"the daemon refused: {response.text[:300]}")
+            detail = response.json().get("detail", response.text[:300])
+            raise ChainUnavailable(f"the daemon could not request the exit: {detail}")
         report = {**response.json(), "note": "the running daemon withdraws after unbonding"}
         _print(args, report, title="exit")
         return EXIT_OK

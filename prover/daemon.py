@@ -145,11 +145,13 @@ class ProverNode:
         ctx.kad = self.kad
         self.swarm = Swarm(self.host, store=store, importer=store, registry=registry)
         self.announcer = Announcer(ctx, self.policy)
-        self.desk = DealDesk(ctx, on_stored=self.announcer.announce)
+        self.desk = DealDesk(ctx, on_activated=self.announcer.announce)
         self.host.set_handler(DEAL_PROTOCOL, self.desk.handle)
         self.follower = EventFollower(ctx)
         self.rounds = ProvingDriver(ctx, self.follower)
-        self.upkeep = Upkeep(ctx, self.follower, self.rounds, self.announcer.forget)
+        self.upkeep = Upkeep(
+            ctx, self.follower, self.rounds, self.announcer.forget, lambda: self.desk.in_flight
+        )
         self.scrubber = Scrubber(ctx)
         bootstrap = [parse_peer(p) for p in config.p2p.bootstrap]
         await self.kad.start(bootstrap)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any, Final
 
 from web3 import Web3
@@ -81,11 +82,13 @@ NONCE_POLL: Final = 1.0
 class DealDesk:
     """Handles ``/depot/deal/1`` streams (``host.set_handler(DEAL_PROTOCOL, desk.handle)``)."""
 
-    def __init__(self, ctx: Context, on_stored: Any = None) -> None:
+    def __init__(self, ctx: Context, on_activated: Callable[[bytes], None] | None = None) -> None:
         self.ctx = ctx
-        self.on_activated = on_stored
+        self.on_activated = on_activated
         """Called with the piece root once a deal is active (announce it in the DHT)."""
         self.active_streams = 0
+        self.in_flight: set[int] = set()
+        """Local ids of the deals being received or activated by a handler now."""
 
     async def handle(self, stream: Stream) -> None:
         self.active_streams += 1
@@ -151,6 +154,25 @@ class DealDesk:
             metrics.proposals.labels(result="refused").inc()
             await stream.send_msg(DealDecision(False, str(exc)[:512]))
             return False
+        self.in_flight.add(local_id)
+        try:
+            return await self._complete(stream, msg, proposal, local_id, done)
+        finally:
+            self.in_flight.discard(local_id)
+            ctx.store.forget_expected(root)  # a no-op once imported; frees a cancelled one
+
+    async def _complete(
+        self,
+        stream: Stream,
+        msg: ProposeDeal,
+        proposal: DealProposal,
+        local_id: int,
+        done: asyncio.Future[None],
+    ) -> bool:
+        """From the yes to the activation (or the failure) of an admitted proposal."""
+        ctx, metrics = self.ctx, self.ctx.metrics
+        peer = peer_short(stream.peer_id)
+        root, size = proposal.piece_root, proposal.piece_size
         metrics.proposals.labels(result="admitted").inc()
         event(
             log,
@@ -171,10 +193,17 @@ class DealDesk:
             metrics.ingest_bytes.inc(size)
             deal_id, tx_hash = await self._activate(local_id, proposal, msg.signature)
         except Exception as exc:  # whatever went wrong, nothing half-stored is kept
+            reason = str(exc) or type(exc).__name__
             if not isinstance(exc, DealAborted | DatabaseError | node_errors.NodeError):
                 log.exception("deal %d: internal error", local_id)
-            reason = str(exc) or type(exc).__name__
-            self._release(local_id, root)
+                row = ctx.db.deal(local_id)
+                if row is not None and row.state == DealState.ACTIVATING:
+                    # The accept may have been sent: the chain decides (Upkeep.reconcile_deals).
+                    reason = f"internal error while activating (the chain decides): {reason}"
+                else:
+                    self._release(local_id, root)
+            else:
+                self._release(local_id, root)
             metrics.proposals.labels(result="failed").inc()
             event(
                 log,

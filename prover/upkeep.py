@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 
 from contracts.chain import MAX_SETTLE_BATCH, ProviderStatus
@@ -52,8 +51,11 @@ class Upkeep:
         follower: EventFollower,
         rounds: ProvingDriver,
         forget_piece: Callable[[bytes], None],
+        in_flight: Callable[[], set[int]],
     ) -> None:
         self.ctx = ctx
+        self.in_flight = in_flight
+        """Local ids of the deals a protocol handler is working on right now."""
         self.follower = follower
         self.rounds = rounds
         self.forget_piece = forget_piece
@@ -63,9 +65,7 @@ class Upkeep:
         self._last_period = -1
         """The period whose once-per-period chores (withdraw, cross-check) were done."""
         self._registry_period = -1
-        self._reconciled = False
-        self.started_at = time.time()
-        """Rows last touched before this are a previous run's (crash leftovers)."""
+        self._pieces_checked = False
 
     async def tick(self, head: int) -> None:
         ctx = self.ctx
@@ -75,8 +75,10 @@ class Upkeep:
             chain = ctx.require_chain()
             ctx.provider = await chain.call(chain.ledger.provider, ctx.address)
             self._registry_period = period
-        if not self._reconciled:
-            await self.reconcile(head)
+        self.reconcile_deals()
+        if not self._pieces_checked:
+            self.reconcile_pieces()
+            self._pieces_checked = True
         # Transactions wait while this period's proof is not settled: the proof comes first,
         # and one account's transactions are mined in nonce order.
         if not self.rounds.busy(period):
@@ -91,29 +93,30 @@ class Upkeep:
 
     # ------------------------------------------------------------------ restart
 
-    async def reconcile(self, head: int) -> None:
-        """Settle what a crash left behind: unfinished proposals, pieces vs. disk, orphans."""
-        ctx = self.ctx
-        db, store = ctx.db, ctx.store
-        chain = ctx.require_chain()
+    def reconcile_deals(self) -> None:
+        """
+        Settle proposals no handler is working on any more (a crash, or a bug): one still
+        receiving can never complete; one activating is decided by the chain. The accept is
+        only valid up to the proposal's expiry block, so once the follower has applied the
+        events past it, a deal still ACTIVATING was not accepted (the follower turns an
+        accepted one ACTIVE): it failed, and its piece goes with the orphans.
+        """
+        db = self.ctx.db
+        busy = self.in_flight()
         for row in db.deals([DealState.RECEIVING]):
-            if row.updated_at < self.started_at:
+            if row.id not in busy:
                 db.set_deal_state(
                     row.id, DealState.FAILED, reason="interrupted before the upload ended"
                 )
-        stale = [r for r in db.deals([DealState.ACTIVATING]) if r.updated_at < self.started_at]
-        for row in stale:
-            # The follower has applied every DealAccepted up to the head; still ACTIVATING
-            # means our accept was not mined (yet). A transaction may be pending: keep
-            # watching the nonce until the proposal expires.
-            used = await chain.call(chain.ledger.nonce_used, row.client, row.nonce)
-            if used or head > row.expiry_block:
-                db.set_deal_state(
-                    row.id,
-                    DealState.FAILED,
-                    reason="nonce used elsewhere" if used else "not accepted before the expiry",
-                )
-        pending = any(r.updated_at < self.started_at for r in db.deals([DealState.ACTIVATING]))
+        followed = self.follower.next_block
+        for row in db.deals([DealState.ACTIVATING]):
+            if row.id not in busy and followed > row.expiry_block:
+                db.set_deal_state(row.id, DealState.FAILED, reason="not accepted before the expiry")
+
+    def reconcile_pieces(self) -> None:
+        """Once per run: the database's pieces against the disk, and orphans deleted."""
+        ctx = self.ctx
+        db, store = ctx.db, ctx.store
         held = store.held()
         for piece in db.pieces([PieceState.STORED]):
             root = bytes.fromhex(piece.root)
@@ -128,7 +131,6 @@ class Upkeep:
                 store.delete(root)
                 db.set_piece_state(root, PieceState.DELETED, "no deal holds it")
                 event(log, logging.INFO, "orphan_deleted", root=root[:8])
-        self._reconciled = not pending
 
     # ------------------------------------------------------------------ losses
 
