@@ -264,7 +264,9 @@ class ProverNode:
                 ctx.metrics.chain_head.set(head)
                 if head < last_head:
                     event(log, logging.WARNING, "chain_went_back", head=head, last=last_head)
+                    await self._check_identity(chain)  # a restarted devnet starts over
                     self.follower.rewind(head - ctx.params.period_blocks)
+                    last_head = head
                 if head != last_head and ctx.chain_reset is None:
                     await self.follower.catch_up(head)
                     if self.follower.mirror_stale:

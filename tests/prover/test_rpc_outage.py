@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from contracts.devnet import start_anvil
 from contracts.offers import DealActivated, DealDecision
 from node.swarm.session import Source
 from node.swarm.sink import FileSink, pieces_of
@@ -135,3 +136,36 @@ def test_the_rpc_endpoint_going_away_and_coming_back(anvil: Any, tmp_path: Path)
                 await proxy.stop()
 
     run(scenario(), timeout=180)
+
+
+def test_a_chain_that_restarts_empty_is_not_acted_on(tmp_path: Path) -> None:
+    """anvil restarted on the same port with a fresh state: another chain answers there."""
+    first = start_anvil(block_time=0.5)
+    port = first.port
+    devnet = make_devnet(first.url, tmp_path)
+    home = make_home(tmp_path / "prover", devnet)
+
+    async def scenario() -> None:
+        node = ProverNode(home, home.load_config(), devnet.provider)
+        info = await node.start()
+        ctx = node.ctx
+        second = None
+        try:
+            await eventually(lambda: ctx.taking_deals, 20, "registration")
+            first.stop()
+            second = await asyncio.to_thread(start_anvil, port=port, block_time=0.5)
+            await eventually(lambda: ctx.chain_reset is not None, 30, "the reset to be seen")
+            assert not ctx.taking_deals
+            async with httpx.AsyncClient(base_url=info["api"]) as api:
+                status = (await api.get("/status")).json()
+            assert status["chain"]["reset"] and status["taking_deals"] is False
+            assert node.fatal is None  # still serving, waiting for the chain it knows
+        finally:
+            await node.stop()
+            if second is not None:
+                second.stop()
+
+    try:
+        run(scenario())
+    finally:
+        first.stop()
