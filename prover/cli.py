@@ -248,8 +248,7 @@ async def _run(home: Home, config: ProverConfig, account: Any) -> None:
         for w in waiters:
             w.cancel()
     finally:
-        if hasattr(node, "ctx"):
-            await node.stop()
+        await node.stop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
     if node.fatal is not None:

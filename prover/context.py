@@ -25,6 +25,7 @@ from prover.config import ProverConfig
 from prover.db import Database
 from prover.errors import ChainUnavailable
 from prover.home import Home
+from prover.lifecycle import HOLDING_STATES, DealState, PieceState
 from prover.metrics import ProverMetrics
 
 if TYPE_CHECKING:
@@ -89,6 +90,24 @@ class Context:
             and self.provider.status == ProviderStatus.ACTIVE
             and self.chain_reset is None
         )
+
+    def release_piece(self, root: bytes, local_id: int, reason: str) -> bool:
+        """
+        Delete a piece, its DHT record and its layer unless a deal other than ``local_id``
+        still needs it (a deal in a holding state); returns whether it was deleted.
+        """
+        others = [
+            r
+            for r in self.db.deals_of_root(root)
+            if r.id != local_id and DealState(r.state) in HOLDING_STATES
+        ]
+        if others or not self.store.has(root):
+            return False
+        if self.kad is not None:
+            self.kad.stop_providing(root)
+        self.store.delete(root)
+        self.db.set_piece_state(root, PieceState.DELETED, reason)
+        return True
 
     def terms(self) -> Terms:
         offer = self.config.offer

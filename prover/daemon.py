@@ -92,6 +92,10 @@ class ProverNode:
         self.account = account
         self.fatal: ProverError | LedgerError | None = None
         self.stopped = asyncio.Event()
+        """Set when the daemon should stop (a signal, or a fatal error of the chain side)."""
+        self._closed = False
+        self._db: Database | None = None
+        self._store: BlobStore | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._server: _EmbeddedServer | None = None
         self._server_task: asyncio.Task[Any] | None = None
@@ -108,15 +112,20 @@ class ProverNode:
             ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="prover")
         )
         deployment = home.load_deployment(config)
-        db = Database.open(home.database_url(config))
-        store = BlobStore(home.blob_path(config), config.storage.capacity, config.storage.reserve)
+        db = self._db = Database.open(home.database_url(config))
+        store = self._store = BlobStore(
+            home.blob_path(config), config.storage.capacity, config.storage.reserve
+        )
         held = store.scan()
         node_key = NodeKey.load(home.key_path)
         registry = Registry()
         self.registry = registry
         self.host = Host(node_key, registry=registry)
         listen_host, listen_port = parse_addr(config.p2p.listen, "p2p.listen")
-        bound_host, bound_port = await self.host.listen(listen_host, listen_port)
+        try:
+            bound_host, bound_port = await self.host.listen(listen_host, listen_port)
+        except OSError as exc:
+            raise ConfigError(f"p2p.listen {config.p2p.listen}: {exc.strerror}") from None
         endpoint = config.p2p.advertise or f"{bound_host}:{bound_port}"
         if endpoint.rpartition(":")[0].strip("[]") in ("0.0.0.0", "::"):
             raise ConfigError("p2p.listen is not dialable: set p2p.advertise to host:port")
@@ -210,25 +219,28 @@ class ProverNode:
     # ------------------------------------------------------------------ stop
 
     async def stop(self) -> None:
-        """Stop everything and release the resources (idempotent)."""
-        if self.stopped.is_set():
+        """Stop everything started so far and release the resources (idempotent)."""
+        if self._closed:
             return
+        self._closed = True
         self.stopped.set()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(BaseException):
                 await task
-        await self.announcer.close()
         if self._server is not None and self._server_task is not None:
             self._server.should_exit = True
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(self._server_task, 5)
-        await self.swarm.close()
-        await self.kad.close()
-        await self.host.close()
-        self.ctx.store.close()
-        self.ctx.db.close()
+        for part in ("announcer", "swarm", "kad", "host"):
+            component = getattr(self, part, None)
+            if component is not None:
+                await component.close()
+        if self._store is not None:
+            self._store.close()
+        if self._db is not None:
+            self._db.close()
         self.home.clear_run_info()
         event(log, logging.INFO, "stopped")
 

@@ -363,16 +363,8 @@ class DealDesk:
         """Undo an admitted deal that did not start: reservation, stored bytes, row."""
         ctx = self.ctx
         ctx.store.forget_expected(root)
-        others = [
-            r
-            for r in ctx.db.deals_of_root(root)
-            if r.id != local_id and DealState(r.state) in HOLDING_STATES
-        ]
-        if not others and ctx.store.has(root):
-            ctx.store.delete(root)
-            with contextlib.suppress(DatabaseError):
-                ctx.db.set_piece_state(root, PieceState.DELETED, "deal failed")
         with contextlib.suppress(DatabaseError):
+            ctx.release_piece(root, local_id, "deal failed")
             row = ctx.db.deal(local_id)
             if row is not None and row.state in (DealState.RECEIVING, DealState.ACTIVATING):
                 ctx.db.set_deal_state(local_id, DealState.FAILED)

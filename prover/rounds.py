@@ -125,7 +125,7 @@ class ProvingDriver:
                 saved=saved.state,
                 state=round_.state.value,
             )
-        if saved is not None and saved.state in ("proving", "submitted"):
+        if saved is not None and saved.state == "submitted":
             # We may have sent a transaction before a restart: wait until it is settled.
             self._may_be_pending = period
 

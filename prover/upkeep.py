@@ -99,19 +99,22 @@ class Upkeep:
         receiving can never complete; one activating is decided by the chain. The accept is
         only valid up to the proposal's expiry block, so once the follower has applied the
         events past it, a deal still ACTIVATING was not accepted (the follower turns an
-        accepted one ACTIVE): it failed, and its piece goes with the orphans.
+        accepted one ACTIVE): it failed, and its piece is deleted.
         """
         db = self.ctx.db
         busy = self.in_flight()
-        for row in db.deals([DealState.RECEIVING]):
-            if row.id not in busy:
-                db.set_deal_state(
-                    row.id, DealState.FAILED, reason="interrupted before the upload ended"
-                )
         followed = self.follower.next_block
-        for row in db.deals([DealState.ACTIVATING]):
-            if row.id not in busy and followed > row.expiry_block:
-                db.set_deal_state(row.id, DealState.FAILED, reason="not accepted before the expiry")
+        for row in db.deals([DealState.RECEIVING, DealState.ACTIVATING]):
+            if row.id in busy:
+                continue
+            if row.state == DealState.RECEIVING:
+                reason = "interrupted before the upload ended"
+            elif followed > row.expiry_block:
+                reason = "not accepted before the expiry"
+            else:
+                continue  # an accept may still be mined: wait for the expiry
+            db.set_deal_state(row.id, DealState.FAILED, reason=reason)
+            self.ctx.release_piece(bytes.fromhex(row.piece_root), row.id, reason)
 
     def reconcile_pieces(self) -> None:
         """Once per run: the database's pieces against the disk, and orphans deleted."""
@@ -231,15 +234,8 @@ class Upkeep:
             if not (retired or terminated):
                 continue
             root = bytes.fromhex(row.piece_root)
-            others = [
-                r
-                for r in db.deals_of_root(root)
-                if r.id != row.id and DealState(r.state) in HOLDING_STATES
-            ]
-            if not others:
-                self.forget_piece(root)
-                ctx.store.delete(root)
-                db.set_piece_state(root, PieceState.DELETED, f"deal {row.deal_id} closed")
+            self.forget_piece(root)
+            ctx.release_piece(root, row.id, f"deal {row.deal_id} closed")
             db.set_deal_state(row.id, DealState.DELETED)
             event(log, logging.INFO, "deal_data_deleted", deal=row.deal_id, root=root[:8])
 
