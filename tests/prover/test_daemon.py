@@ -6,6 +6,7 @@ from proposal to its first paid period, with the proof history, API and metrics 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 
 from contracts.chain import ProviderStatus
 from contracts.offers import DealActivated, DealDecision
+from prover.cli import main
 from prover.daemon import ProverNode
 from prover.lifecycle import DealState
 from tests.prover.helpers import DealClient, make_devnet, make_home, peer_of, random_piece
@@ -117,6 +119,39 @@ def test_deal_from_proposal_to_first_paid_period(anvil: Any, tmp_path: Path) -> 
             assert paid == 3 * row.price_per_period == ctx.db.deal_by_chain_id(deal_id).paid
         finally:
             await client.close()
+            await node.stop()
+
+    run(scenario())
+
+
+def test_exit_through_the_running_daemon(anvil: Any, tmp_path: Path, capsys: Any) -> None:
+    """`prover exit` asks the daemon, which stops taking deals and withdraws once unbonded."""
+    devnet = make_devnet(anvil.url, tmp_path, index=2)
+    home = make_home(tmp_path / "prover", devnet)
+
+    async def scenario() -> None:
+        node = ProverNode(home, home.load_config(), devnet.provider)
+        await node.start()
+        ctx = node.ctx
+        try:
+            await eventually(lambda: ctx.taking_deals, 20, "registration")
+            await eventually(lambda: node.announcer.ask is not None, 20, "the ask")
+            code = await asyncio.to_thread(main, ["--home", str(home.root), "--json", "exit"])
+            assert code == 0
+            report = json.loads(capsys.readouterr().out)
+            assert report["status"] == "exiting" and "daemon" in report["note"]
+            assert not ctx.taking_deals
+            await eventually(lambda: node.announcer.ask is None, 10, "the ask to be withdrawn")
+            await eventually(
+                lambda: (
+                    ctx.provider is not None and ctx.provider.status == ProviderStatus.WITHDRAWN
+                ),
+                30,
+                "the withdrawal",
+            )
+            ledger = devnet.ledger()
+            assert ledger.provider(devnet.provider.address).stake == 0
+        finally:
             await node.stop()
 
     run(scenario())
