@@ -60,8 +60,8 @@ class ChunkSpool(FileSink):
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         self._end = self._scan()
         if expected > self._end:
-            # Appending into allocated blocks is cheaper than extending the file at every
-            # write (measured: a third less per GiB here), and a full disk shows now.
+            # Reserve the blocks now: a full disk shows before the download, not half way
+            # (no measurable difference in speed either way here).
             try:
                 os.posix_fallocate(self._fd, self._end, expected - self._end)
             except OSError:
