@@ -24,9 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,7 +32,6 @@ from typing import Any
 log = logging.getLogger("market")
 
 EXIT_INTERRUPTED = 130
-NEEDS_ACCOUNT = frozenset({"put", "get", "repair"})
 _GLOBAL_DEFAULTS = {
     "home": None,
     "json": False,
@@ -126,7 +123,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not hasattr(args, name):
             setattr(args, name, default)
     _setup_logging(args)
-    args.unlock = Unlock.begin(args) if args.command in NEEDS_ACCOUNT else None
     try:
         from market.commands import run_command  # noqa: PLC0415 (heavy imports)
 
@@ -145,56 +141,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"market: {message}", file=sys.stderr)
         return code
     return _emit(args, result)
-
-
-class Unlock(threading.Thread):
-    """
-    Decrypts the keystore on a thread while the main thread imports the rest (scrypt in C
-    drops the GIL; both take most of a second). Only when the passphrase needs no prompt:
-    ``--passphrase-file`` or ``$DEPOT_PASSPHRASE``.
-    """
-
-    def __init__(self, keystore: Path, passphrase_file: str | None) -> None:
-        super().__init__(name="unlock", daemon=True)
-        self.keystore = keystore
-        self.passphrase_file = passphrase_file
-        self.account: Any = None
-        self.error: BaseException | None = None
-
-    @classmethod
-    def begin(cls, args: argparse.Namespace) -> Unlock | None:
-        from market.paths import HomePaths, resolve_home  # noqa: PLC0415 (light)
-
-        if args.passphrase_file is None and "DEPOT_PASSPHRASE" not in os.environ:
-            return None  # a prompt: the command asks on the main thread
-        # Imported here, on the main thread: two threads importing eth_account at once
-        # deadlock on its circular imports.
-        import contracts.keystore  # noqa: F401, PLC0415
-
-        unlock = cls(HomePaths(resolve_home(args.home)).keystore, args.passphrase_file)
-        unlock.start()
-        return unlock
-
-    def run(self) -> None:
-        try:
-            from contracts.keystore import load_keystore, read_passphrase  # noqa: PLC0415
-
-            passphrase = read_passphrase(file=self.passphrase_file)
-            self.account = load_keystore(self.keystore, passphrase)
-        except BaseException as exc:  # handed to the main thread by result()
-            self.error = exc
-
-    def result(self) -> Any:
-        """The account, or the error decrypting it raised (``ConfigError`` for the user)."""
-        from contracts.keystore import KeystoreError  # noqa: PLC0415
-        from market.errors import ConfigError  # noqa: PLC0415
-
-        self.join()
-        if isinstance(self.error, KeystoreError):
-            raise ConfigError(str(self.error))
-        if self.error is not None:
-            raise self.error
-        return self.account
 
 
 def _describe(exc: Exception) -> tuple[int | None, str]:

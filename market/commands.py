@@ -69,11 +69,7 @@ def _passphrase(args: argparse.Namespace, *, confirm: bool = False) -> str:
 
 
 def _account(args: argparse.Namespace, home: Home) -> LocalAccount:
-    """The unlocked account: decrypted already on the side (``cli.Unlock``), or now."""
-    unlock = getattr(args, "unlock", None)
-    if unlock is not None:
-        account: LocalAccount = unlock.result()
-        return account
+    """The decrypted account (``ConfigError`` on a wrong passphrase)."""
     return home.account(_passphrase(args))
 
 

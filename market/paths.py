@@ -1,9 +1,4 @@
-"""
-Where a home directory's parts are (``market.home`` has what ``init`` writes there).
-
-Kept free of heavy imports: the command line resolves the keystore's path before it loads
-web3, to decrypt the account while the rest is imported.
-"""
+"""Where a home directory's parts are (``market.home`` has what ``init`` writes there)."""
 
 from __future__ import annotations
 
