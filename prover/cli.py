@@ -296,9 +296,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     home = Home(resolve_home(args.home))
     status = _api_get(home, "/status")
     if status is None:
+        running = home.read_run_info() is not None  # alive, but its API did not answer
         db = _open_db(home)
         try:
-            status = {"running": False, **summary_view(db)}
+            status = {"running": running, **summary_view(db)}
         finally:
             db.close()
     else:
