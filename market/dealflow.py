@@ -72,7 +72,7 @@ class Funds:
 
     session: Session
     in_flight: dict[int, int] = field(default_factory=dict)
-    """Placement id -> escrow of proposals that may still be accepted."""
+    """Proposal nonce -> escrow of proposals that may still be accepted."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def check(self, escrow: int) -> None:
@@ -180,6 +180,17 @@ class Placer:
             nonce=new_nonce(),
             expiry_block=head + self.cfg.proposal_ttl_blocks,
         )
+        # Funds first: a proposal the balance cannot cover is never signed or recorded.
+        await self.funds.ensure(proposal.escrow(), proposal.nonce)
+        try:
+            return await self._propose(share, choice, proposal, head, key)
+        finally:
+            self.funds.release(proposal.nonce)
+
+    async def _propose(
+        self, share: ShareRecord, choice: Score, proposal: DealProposal, head: int, key: str
+    ) -> PlacementRecord:
+        s, view = self.s, choice.provider
         signature = s.ledger.sign_proposal(proposal)
         record = s.home.db.add_placement(
             file_id=self.file_id,
@@ -194,12 +205,6 @@ class Placer:
             expiry_block=proposal.expiry_block,
             signed_block=head,
         )
-        try:
-            await self.funds.ensure(proposal.escrow(), record.id)
-        except InsufficientFunds:
-            record = s.home.db.transition(record.id, Trigger.FAILED, reason="insufficient funds")
-            await settle_nonce(s, record)
-            raise
         stream: Stream | None = None
         self.progress.update(key, 0, f"share {share.index}: proposing to {short(choice)}")
         try:
@@ -248,7 +253,6 @@ class Placer:
                 return record  # it was accepted after all
             raise DealRejected(reason) from None
         finally:
-            self.funds.release(record.id)
             if stream is not None:
                 with contextlib.suppress(NodeError):
                     await stream.close()
