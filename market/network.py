@@ -74,13 +74,10 @@ class MarketNode:
         The client's node identity.
     config :
         The ``[node]`` section.
-    store_dir :
-        Where the pieces to push are (a ``FilePieceStore``: ``<root>.piece`` / ``.layer``,
-        the layout ``prepare_file`` writes); ``None`` for a node that only downloads.
     table_path :
         Where the DHT routing table is kept between runs.
-    kad_config :
-        DHT parameters (tests on one host set ``exempt_loopback``).
+
+    The pieces to push are served with ``serve_pieces`` (a put's staging directory).
     """
 
     def __init__(
@@ -89,14 +86,13 @@ class MarketNode:
         config: NodeConfig,
         *,
         table_path: Path | None = None,
-        kad_config: KademliaConfig | None = None,
     ) -> None:
         self.config = config
         self.host = Host(key)
         self.policy = StakedSigners()
         self.kad = KademliaService(
             self.host,
-            kad_config or KademliaConfig(exempt_loopback=config.exempt_loopback),
+            KademliaConfig(exempt_loopback=config.exempt_loopback),
             policy=self.policy,
             table_path=table_path,
             advertise=[],
