@@ -263,7 +263,7 @@ class ProvidersOutput:
             "collateral/GiB",
             "free",
             "proofs",
-            "faults",
+            "missed/term./loss",
             "rtt ms",
             "notes",
         ):
@@ -278,7 +278,7 @@ class ProvidersOutput:
                 format_tokens(v.ask.collateral_per_gib) if v.ask else "-",
                 _bytes(v.ask.free_bytes) if v.ask else "-",
                 f"{v.proofs}",
-                f"{v.missed}/{v.terminations}t/{v.losses}l",
+                f"{v.missed}/{v.terminations}/{v.losses}",
                 "-" if v.latency is None else f"{v.latency * 1000:.1f}",
                 ", ".join(s.problems) if s.problems else "eligible",
             )
