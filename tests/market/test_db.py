@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from market.db import Database
+from market.db import Database, metadata
 from market.errors import ConfigError
 from market.placement import IllegalTransition, State, Trigger
 
@@ -14,10 +16,15 @@ ROOTS = [(bytes([i]) * 32, 1000) for i in range(3)]
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Database:
-    database = Database(f"sqlite:///{tmp_path / 'm.db'}")
+def db(tmp_path: Path) -> Iterator[Database]:
+    """SQLite in the test's directory, or the database at ``$DEPOT_TEST_DATABASE_URL`` (emptied
+    first: point it at a scratch database), to run the same tests against PostgreSQL."""
+    url = os.environ.get("DEPOT_TEST_DATABASE_URL") or f"sqlite:///{tmp_path / 'm.db'}"
+    database = Database(url)
+    metadata.drop_all(database.engine)
     database.create()
-    return database
+    yield database
+    database.close()
 
 
 def add_file(db: Database, file_id: str = "ab" * 32) -> str:
