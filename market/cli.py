@@ -146,19 +146,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _describe(exc: Exception) -> tuple[int | None, str]:
     """Exit code and one-line message of an error, or (None, "") for a bug."""
     from contracts.errors import LedgerError, RemoteError  # noqa: PLC0415
+    from market.errors import LocalError as MarketLocal  # noqa: PLC0415
     from market.errors import MarketError  # noqa: PLC0415
+    from market.errors import RemoteError as MarketRemote  # noqa: PLC0415
     from node.errors import LocalError as NodeLocal  # noqa: PLC0415
     from node.errors import NodeError  # noqa: PLC0415
 
+    local, remote = MarketLocal.exit_code, MarketRemote.exit_code
     if isinstance(exc, MarketError):
         return exc.exit_code, str(exc)
     if isinstance(exc, LedgerError):
-        code = 5 if isinstance(exc, RemoteError) else 2
-        return code, f"chain: {exc}"
+        return (remote if isinstance(exc, RemoteError) else local), f"chain: {exc}"
     if isinstance(exc, NodeError):
-        return (2 if isinstance(exc, NodeLocal) else 5), f"network: {exc}"
+        return (local if isinstance(exc, NodeLocal) else remote), f"network: {exc}"
     if isinstance(exc, OSError):
-        return 2, str(exc)
+        return local, str(exc)
     return None, ""
 
 

@@ -4,13 +4,11 @@ The error tree of ``market`` (the client; ``market.auditor`` has its own).
 ``LocalError``: the user asked for something impossible or the local state is wrong (a bad
 argument, an unknown file id, a missing home directory, too little money). ``RemoteError``:
 the network or the chain did not deliver (no providers, every provider refused, a deal that
-never activated, no surviving shares). Each error maps to an exit code of the ``market``
-command (``EXIT_CODES``), and its message is the one line the user sees.
+never activated, no surviving shares). Each class carries the ``market`` command's exit code
+for it (``exit_code``), and its message is the one line the user sees.
 """
 
 from __future__ import annotations
-
-from typing import Final
 
 
 class MarketError(Exception):
@@ -69,14 +67,3 @@ class RetrievalFailed(RemoteError):
 
 class DealRejected(RemoteError):
     """One provider refused a proposal or failed before its deal was active (retried)."""
-
-
-EXIT_CODES: Final = {
-    "ok": 0,
-    "error": MarketError.exit_code,
-    "local": LocalError.exit_code,
-    "unknown file": UnknownFile.exit_code,
-    "insufficient funds": InsufficientFunds.exit_code,
-    "remote": RemoteError.exit_code,
-}
-"""The ``market`` command's exit codes, for scripts (docs/market.md)."""
