@@ -24,27 +24,27 @@ class DecodeError(RemoteError):
     """Bytes from the network that do not decode to a known, well-formed message."""
 
 
-class ProtocolViolation(RemoteError):  # noqa: N818 (names are the API)
+class ProtocolViolation(RemoteError):
     """A well-formed message that is not allowed in the current state."""
 
 
-class FrameTooLarge(RemoteError):  # noqa: N818 (names are the API)
+class FrameTooLarge(RemoteError):
     """A frame or message above the configured size limit."""
 
 
-class BadSignature(RemoteError):  # noqa: N818 (names are the API)
+class BadSignature(RemoteError):
     """A signature that does not verify, or a record signed by the wrong key."""
 
 
-class HandshakeFailed(RemoteError):  # noqa: N818 (names are the API)
+class HandshakeFailed(RemoteError):
     """The Noise handshake failed or the peer's identity did not match."""
 
 
-class PeerTimeout(RemoteError):  # noqa: N818 (names are the API)
+class PeerTimeout(RemoteError):
     """A peer did not answer, or stopped reading, within the configured time."""
 
 
-class StreamReset(RemoteError):  # noqa: N818 (names are the API)
+class StreamReset(RemoteError):
     """The peer (or the connection's end) reset a stream before it was done."""
 
 
@@ -52,9 +52,9 @@ class KeyFileError(LocalError):
     """A node key file that cannot be read: corrupt, wrong format or too open permissions."""
 
 
-class ConnectionClosed(RemoteError):  # noqa: N818 (names are the API)
+class ConnectionClosed(RemoteError):
     """The connection went away (peer closed, reset or timed out) while an operation used it."""
 
 
-class EndOfStream(RemoteError):  # noqa: N818 (names are the API)
+class EndOfStream(RemoteError):
     """The peer half-closed a stream before the data we needed (``readexactly``)."""

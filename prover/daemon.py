@@ -259,7 +259,7 @@ class ProverNode:
                 root = bytes.fromhex(row.root)
                 if row.state == "stored" and ctx.store.has(root):
                     self.announcer.announce(root)
-        except (ConfigError, ChainMismatch, LocalError) as exc:
+        except (LocalError, ChainMismatch) as exc:  # configuration, account, wrong chain
             self.fatal = exc
             event(log, logging.CRITICAL, "fatal", error=str(exc))
             self.stopped.set()
@@ -474,6 +474,8 @@ class ProverNode:
             },
             "peers": len(self.host.connected_peers()),
             "announced_pieces": self.announcer.announced,
+            "deals_in_progress": len(self.desk.in_flight),
+            "scrub_found_bad": self.scrubber.found_bad,
             **summary_view(ctx.db),
         }
 

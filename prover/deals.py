@@ -86,12 +86,10 @@ class DealDesk:
         self.ctx = ctx
         self.on_activated = on_activated
         """Called with the piece root once a deal is active (announce it in the DHT)."""
-        self.active_streams = 0
         self.in_flight: set[int] = set()
         """Local ids of the deals being received or activated by a handler now."""
 
     async def handle(self, stream: Stream) -> None:
-        self.active_streams += 1
         try:
             first = await asyncio.wait_for(stream.recv_msg(WIRE_PROTOCOL), FIRST_MESSAGE_TIMEOUT)
             if isinstance(first, ProposeDeal):
@@ -106,8 +104,6 @@ class DealDesk:
             stream.reset("no message in time")
         except (node_errors.EndOfStream, node_errors.StreamReset, node_errors.ConnectionClosed):
             pass
-        finally:
-            self.active_streams -= 1
 
     # ------------------------------------------------------------------ proposals
 

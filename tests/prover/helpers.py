@@ -8,11 +8,13 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
+from sqlalchemy import create_engine, make_url, text
 
 from contracts.chain import LedgerClient, connect, new_nonce
 from contracts.deployment import TOKEN_UNIT, Deployment, MarketParams
@@ -35,6 +37,8 @@ from prover.config import ProverConfig
 from prover.home import Home, init_home
 
 TOKEN = TOKEN_UNIT
+TEST_DATABASE_ENV = "DEPOT_TEST_DATABASE_URL"
+"""A PostgreSQL server URL: the daemon and database tests then run against it."""
 PASSPHRASE = "correct horse battery staple"
 TEST_PARAMS = MarketParams(
     period_blocks=8,
@@ -76,6 +80,22 @@ def make_devnet(url: str, tmp: Path, params: MarketParams = TEST_PARAMS, index: 
     return Devnet(url, deployment, deployer, provider, client, path)
 
 
+def fresh_database_url() -> str:
+    """
+    "" (SQLite in the home) unless ``$DEPOT_TEST_DATABASE_URL`` names a server: then a new,
+    empty database on it, so that the daemon tests also run against PostgreSQL.
+    """
+    server = os.environ.get(TEST_DATABASE_ENV)
+    if not server:
+        return ""
+    name = f"prover_{secrets.token_hex(6)}"
+    engine = create_engine(server, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    engine.dispose()
+    return str(make_url(server).set(database=name).render_as_string(hide_password=False))
+
+
 def fast_config(**sections: dict[str, Any]) -> ProverConfig:
     """A configuration for tests: ephemeral ports, fast polling, small limits."""
     config = ProverConfig()
@@ -100,6 +120,7 @@ def fast_config(**sections: dict[str, Any]) -> ProverConfig:
         "proving": {"settle_interval_periods": 2, "cross_check_periods": 1},
         "api": {"listen": "127.0.0.1:0"},
         "log": {"level": "debug"},
+        "database": {"url": fresh_database_url()},
     }
     for name, values in sections.items():
         base.setdefault(name, {}).update(values)

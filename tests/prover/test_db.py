@@ -2,20 +2,36 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 
 from prover.db import SCHEMA_VERSION, Database
 from prover.errors import DatabaseError, IllegalTransition
 from prover.lifecycle import DEAL_TRANSITIONS, DealState, PieceState, check_transition
+from tests.prover.helpers import TEST_DATABASE_ENV
 
 BIG = 2**256 - 1
 
 
-def open_db(tmp_path: Path) -> Database:
-    return Database.open(f"sqlite:///{tmp_path / 'prover.db'}")
+def database_url(tmp_path: Path) -> str:
+    """SQLite in the test's directory, or the (emptied) database at $DEPOT_TEST_DATABASE_URL."""
+    url = os.environ.get(TEST_DATABASE_ENV)
+    if not url:
+        return f"sqlite:///{tmp_path / 'prover.db'}"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    return database_url(tmp_path)
 
 
 def proposal(db: Database, nonce: int = BIG, root: bytes = b"\x01" * 32) -> int:
@@ -33,20 +49,20 @@ def proposal(db: Database, nonce: int = BIG, root: bytes = b"\x01" * 32) -> int:
     )
 
 
-def test_migrations_run_once_and_record_the_version(tmp_path: Path) -> None:
-    db = open_db(tmp_path)
+def test_migrations_run_once_and_record_the_version(url: str) -> None:
+    db = Database.open(url)
     assert db.version() == SCHEMA_VERSION
     db.close()
-    again = open_db(tmp_path)
+    again = Database.open(url)
     assert again.migrate() == SCHEMA_VERSION
     again.close()
     # A database from a newer prover is refused, not damaged.
     with again.engine.begin() as conn:
         conn.execute(text("UPDATE schema_version SET version = :v"), {"v": SCHEMA_VERSION + 1})
     with pytest.raises(DatabaseError, match="newer"):
-        open_db(tmp_path)
+        Database.open(url)
     with pytest.raises(DatabaseError, match="schema"):
-        Database.open(f"sqlite:///{tmp_path / 'prover.db'}", migrate=False)
+        Database.open(url, migrate=False)
 
 
 def test_an_empty_database_is_not_read_without_migrating(tmp_path: Path) -> None:
@@ -54,8 +70,8 @@ def test_an_empty_database_is_not_read_without_migrating(tmp_path: Path) -> None
         Database.open(f"sqlite:///{tmp_path / 'empty.db'}", migrate=False)
 
 
-def test_uint256_amounts_round_trip(tmp_path: Path) -> None:
-    db = open_db(tmp_path)
+def test_uint256_amounts_round_trip(url: str) -> None:
+    db = Database.open(url)
     local = proposal(db)
     row = db.deal(local)
     assert row is not None
@@ -65,15 +81,15 @@ def test_uint256_amounts_round_trip(tmp_path: Path) -> None:
     assert db.deal_by_nonce(row.client, BIG - 1) is None
 
 
-def test_a_nonce_is_admitted_once(tmp_path: Path) -> None:
-    db = open_db(tmp_path)
+def test_a_nonce_is_admitted_once(url: str) -> None:
+    db = Database.open(url)
     proposal(db, nonce=7)
     with pytest.raises(DatabaseError, match="seen before"):
         proposal(db, nonce=7)
 
 
-def test_deals_move_only_along_the_lifecycle_table(tmp_path: Path) -> None:
-    db = open_db(tmp_path)
+def test_deals_move_only_along_the_lifecycle_table(url: str) -> None:
+    db = Database.open(url)
     local = proposal(db)
     with pytest.raises(IllegalTransition):
         db.set_deal_state(local, DealState.ACTIVE)
@@ -103,8 +119,8 @@ def test_the_table_has_no_way_back_to_receiving() -> None:
                     check_transition(old, new)
 
 
-def test_settlements_are_recorded_once(tmp_path: Path) -> None:
-    db = open_db(tmp_path)
+def test_settlements_are_recorded_once(url: str) -> None:
+    db = Database.open(url)
     fields = {
         "deal_id": 1,
         "block": 10,
@@ -122,8 +138,8 @@ def test_settlements_are_recorded_once(tmp_path: Path) -> None:
     assert [s.provider_paid for s in db.settlements(1)] == [BIG, BIG]
 
 
-def test_proofs_pieces_manifests_and_meta(tmp_path: Path) -> None:
-    db = open_db(tmp_path)
+def test_proofs_pieces_manifests_and_meta(url: str) -> None:
+    db = Database.open(url)
     db.put_proof(5, state="window_open", deadline_block=59, window_blocks=9, attempts=0)
     db.put_proof(5, state="confirmed", tx_hash="0x1", block=52, margin_blocks=7, attempts=1)
     row = db.proof(5)
