@@ -18,9 +18,8 @@ import pytest
 
 from contracts.events import ProviderTerminated
 from market.db import Database
+from market.localnet import BIN, PASSPHRASE, TOKEN, Client, Network
 from market.placement import State
-
-from .cluster import BIN, PASSPHRASE, TOKEN, Client, Cluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("market-cluster")]
 
@@ -41,13 +40,13 @@ def placements(client: Client, file_id: str | None = None) -> list:
 
 
 @pytest.fixture(scope="module")
-def client(cluster: Cluster) -> Client:
+def client(cluster: Network) -> Client:
     c = cluster.client()
     cluster.wait_asks(c, len(cluster.provers))
     return c
 
 
-def test_providers_are_discovered_and_ranked(cluster: Cluster, client: Client) -> None:
+def test_providers_are_discovered_and_ranked(cluster: Network, client: Client) -> None:
     doc = cluster.market_json(client, "providers", "--size", str(4 * MIB), "--periods", "10")
     rows = doc["providers"]
     assert len(rows) == 5 and all(r["eligible"] for r in rows)
@@ -59,7 +58,7 @@ def test_providers_are_discovered_and_ranked(cluster: Cluster, client: Client) -
     assert set(rows[0]["parts"]) >= {"price", "collateral", "proofs", "latency", "space"}
 
 
-def test_put_and_get_with_copies(cluster: Cluster, client: Client, tmp_path: Path) -> None:
+def test_put_and_get_with_copies(cluster: Network, client: Client, tmp_path: Path) -> None:
     src = data(tmp_path / "photo.jpg", 3 * MIB + 12345)
     put = cluster.market_json(client, "put", str(src), "--copies", "3", "--duration", "30")
     deals = put["deals"]
@@ -109,7 +108,7 @@ def test_put_and_get_with_copies(cluster: Cluster, client: Client, tmp_path: Pat
 
 
 def test_erasure_coding_survives_the_loss_of_n_minus_k_holders(
-    cluster: Cluster, client: Client, tmp_path: Path
+    cluster: Network, client: Client, tmp_path: Path
 ) -> None:
     src = data(tmp_path / "doc.bin", 5 * MIB + 7)
     put = cluster.market_json(client, "put", str(src), "--ec", "3-of-5", "--duration", "30")
@@ -129,7 +128,7 @@ def test_erasure_coding_survives_the_loss_of_n_minus_k_holders(
 
 
 def test_a_new_home_with_the_same_key_gets_the_file_by_id_alone(
-    cluster: Cluster, client: Client, tmp_path: Path
+    cluster: Network, client: Client, tmp_path: Path
 ) -> None:
     src = data(tmp_path / "a.bin", MIB)
     put = cluster.market_json(client, "put", str(src), "--copies", "2", "--duration", "30")
@@ -150,7 +149,7 @@ def test_a_new_home_with_the_same_key_gets_the_file_by_id_alone(
 
 
 def test_an_interrupted_put_resumes_and_leaves_no_live_nonce(
-    cluster: Cluster, tmp_path: Path
+    cluster: Network, tmp_path: Path
 ) -> None:
     client = cluster.client()
     src = data(tmp_path / "r.bin", 16 * MIB)
@@ -198,7 +197,7 @@ def test_an_interrupted_put_resumes_and_leaves_no_live_nonce(
     assert back.read_bytes() == src.read_bytes()
 
 
-def test_unknown_and_malformed_ids(cluster: Cluster, client: Client, tmp_path: Path) -> None:
+def test_unknown_and_malformed_ids(cluster: Network, client: Client, tmp_path: Path) -> None:
     unknown = cluster.market(client, "get", "ab" * 32, str(tmp_path / "x"))
     assert unknown.returncode == 3
     assert "no file" in unknown.stderr and "Traceback" not in unknown.stderr
@@ -209,7 +208,7 @@ def test_unknown_and_malformed_ids(cluster: Cluster, client: Client, tmp_path: P
     assert status.returncode == 3
 
 
-def test_insufficient_balance_locks_nothing(cluster: Cluster, tmp_path: Path) -> None:
+def test_insufficient_balance_locks_nothing(cluster: Network, tmp_path: Path) -> None:
     poor = cluster.client(tokens=0)
     src = data(tmp_path / "f.bin", MIB)
     result = cluster.market(poor, "put", str(src), "--copies", "2")
@@ -219,21 +218,21 @@ def test_insufficient_balance_locks_nothing(cluster: Cluster, tmp_path: Path) ->
     assert cluster.ledger().allowance(poor.account.address) == 0
 
 
-def test_a_price_cap_nobody_meets(cluster: Cluster, client: Client, tmp_path: Path) -> None:
+def test_a_price_cap_nobody_meets(cluster: Network, client: Client, tmp_path: Path) -> None:
     src = data(tmp_path / "f.bin", MIB)
     result = cluster.market(client, "put", str(src), "--copies", "2", "--max-price", "0.0015")
     assert result.returncode == 5
     assert "only 1 providers ask at most 0.0015 tokens per GiB per period" in result.stderr
 
 
-def test_too_few_distinct_providers(cluster: Cluster, client: Client, tmp_path: Path) -> None:
+def test_too_few_distinct_providers(cluster: Network, client: Client, tmp_path: Path) -> None:
     src = data(tmp_path / "f.bin", MIB)
     result = cluster.market(client, "put", str(src), "--copies", "6")
     assert result.returncode == 5
     assert "6 distinct providers needed, 5 eligible of 5 found" in result.stderr
 
 
-def test_a_provider_killed_during_the_upload_is_replaced(cluster: Cluster, tmp_path: Path) -> None:
+def test_a_provider_killed_during_the_upload_is_replaced(cluster: Network, tmp_path: Path) -> None:
     client = cluster.client(config={"deals.upload_timeout": 5.0})
     (victim,) = cluster.start_provers(["0.0001"])  # the cheapest: chosen first
     cluster.wait_asks(client, 6)
@@ -282,7 +281,7 @@ def test_a_provider_killed_during_the_upload_is_replaced(cluster: Cluster, tmp_p
     assert spent == sum(int(d["price_per_period"]) * d["periods"] for d in doc["deals"])
 
 
-def report_until_terminated(cluster: Cluster, provider: str, start: int) -> None:
+def report_until_terminated(cluster: Network, provider: str, start: int) -> None:
     """Report every missed period of ``provider`` from ``start`` until it is terminated."""
     reporter = cluster.ledger(cluster.deployer)
     period = start
@@ -302,7 +301,7 @@ def report_until_terminated(cluster: Cluster, provider: str, start: int) -> None
 
 
 def test_repair_after_a_provider_is_terminated(
-    cluster: Cluster, client: Client, tmp_path: Path
+    cluster: Network, client: Client, tmp_path: Path
 ) -> None:
     src = data(tmp_path / "keep.bin", 2 * MIB + 99)
     put = cluster.market_json(client, "put", str(src), "--copies", "2", "--duration", "40")
@@ -332,7 +331,7 @@ def test_repair_after_a_provider_is_terminated(
 
 
 def test_repair_watch_replaces_a_provider_that_stopped_proving(
-    cluster: Cluster, tmp_path: Path
+    cluster: Network, tmp_path: Path
 ) -> None:
     client = cluster.client(config={"repair.miss_threshold": 2})
     src = data(tmp_path / "w.bin", MIB + 5)
