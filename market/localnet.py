@@ -30,8 +30,6 @@ from contracts.chain import LedgerClient, connect
 from contracts.deployment import TOKEN_UNIT, Deployment, MarketParams
 from contracts.devnet import Anvil, deploy, dev_accounts, fund, start_anvil
 from contracts.txs import TxConfig
-from market.config import config_from_dict, render_config
-from prover import config as prover_config
 
 T = TypeVar("T")
 
@@ -234,7 +232,7 @@ class Network:
     ) -> list[Prover]:
         """
         Init and run one prover per price (tokens per GiB per period), all at once;
-        ``config`` changes keys of their config.toml (``set_prover_config``).
+        ``config`` changes keys of their config.toml (``set_config``).
         """
         new: list[Prover] = []
         for price in prices:
@@ -260,7 +258,7 @@ class Network:
             list(pool.map(lambda p: self._init_prover(p, collateral, capacity), new))
         for p in new:
             if config:
-                set_prover_config(p.home, config)
+                set_config(p.home, config)
         for p in new:
             self._launch_prover(p)
         self.provers += new
@@ -440,21 +438,34 @@ class Network:
 
 
 def set_config(home: Path, values: dict[str, Any]) -> None:
-    """Change keys of a market home's config.toml: ``{"deals.upload_timeout": 3.0, ...}``."""
+    """
+    Change keys of the ``config.toml`` of a home (market, prover or auditor):
+    ``{"deals.upload_timeout": 3.0, ...}``. The file keeps its comments; the home's own
+    loader checks the values when it next reads the file.
+    """
     path = home / "config.toml"
-    path.write_text(render_config(config_from_dict(_edited(path, values))))
-
-
-def set_prover_config(home: Path, values: dict[str, Any]) -> None:
-    """Change keys of a prover home's config.toml: ``{"storage.scrub_rate": 0, ...}``."""
-    path = home / "config.toml"
-    config = prover_config.config_from_dict(_edited(path, values))
-    path.write_text(prover_config.render_toml(config))
-
-
-def _edited(path: Path, values: dict[str, Any]) -> dict[str, Any]:
-    data = tomllib.loads(path.read_text())
+    lines = path.read_text().splitlines()
     for dotted, value in values.items():
         section, key = dotted.split(".")
-        data.setdefault(section, {})[key] = value
-    return data
+        lines = _with_key(lines, section, key, _toml_value(value))
+    text = "\n".join(lines) + "\n"
+    tomllib.loads(text)  # still TOML
+    path.write_text(text)
+
+
+def _with_key(lines: list[str], section: str, key: str, value: str) -> list[str]:
+    """``lines`` with ``key = value`` set in ``[section]`` (replaced, or added first)."""
+    header = lines.index(f"[{section}]")
+    end = next((i for i in range(header + 1, len(lines)) if lines[i].startswith("[")), len(lines))
+    for i in range(header + 1, end):
+        if lines[i].split("=")[0].strip() == key:
+            return [*lines[:i], f"{key} = {value}", *lines[i + 1 :]]
+    return [*lines[: header + 1], f"{key} = {value}", *lines[header + 1 :]]
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(str(value))
