@@ -26,7 +26,13 @@ typecheck:
 pytest:
 	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
-bench: setup
+# The libtorrent baseline of bench_swarm runs in its own environment.
+LT_PY := .tools/ltvenv/bin/python
+$(LT_PY):
+	python3 -m venv .tools/ltvenv
+	.tools/ltvenv/bin/pip install --quiet --disable-pip-version-check libtorrent
+
+bench: setup $(LT_PY)
 	$(PY) scripts/bench_gas.py
 	$(PY) scripts/bench_pieces.py
 	$(PY) scripts/bench_transport.py
