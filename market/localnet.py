@@ -158,7 +158,7 @@ class Network:
     """anvil + a deployed market + provers + auditors + market homes, all under ``root``."""
 
     def __init__(
-        self, root: Path, params: MarketParams = PARAMS, *, block_time: float = 0.5
+        self, root: Path, params: MarketParams = PARAMS, *, block_time: float | None = 0.5
     ) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)

@@ -31,37 +31,19 @@ import argparse
 import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from eth_account import Account
-
-from contracts.chain import connect
 from contracts.deployment import TOKEN_UNIT, MarketParams
-from contracts.devnet import deploy, dev_accounts, fund, start_anvil
+from market.localnet import BIN, PASSPHRASE, Network
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 MIB = 1 << 20
 GIB = 1 << 30
-PASSPHRASE = "bench"
 DETAIL_KEYS = ("put_s", "get_s", "put_timings", "get_timings", "put_cpu", "get_cpu")
-
-
-def sh(*cmd: str, env: dict[str, str] | None = None, timeout: float = 1800) -> Any:
-    result = subprocess.run(
-        cmd, capture_output=True, text=True, env=env, timeout=timeout, check=False
-    )
-    if result.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd[:4])} failed: {result.stderr[-3000:]}")
-    return result
 
 
 def make_input(path: Path, size: int) -> str:
@@ -115,118 +97,23 @@ def descendants(root: int) -> list[int]:
 
 
 class Devnet:
+    """A ``market.localnet.Network`` with ``providers`` provers and one market home."""
+
     def __init__(self, work: Path, providers: int, block_time: float, scrub: bool) -> None:
-        self.work = work
-        self.anvil = start_anvil(block_time=block_time or None)
-        web3 = connect(self.anvil.url)
-        accounts = dev_accounts(providers + 1)
-        deployer = accounts[0]
         params = MarketParams(period_blocks=40, min_stake=100 * TOKEN_UNIT, max_piece_size=4 * GIB)
-        self.deployment = deploy(web3, deployer, params)
-        self.deployment_path = work / "deployment.json"
-        self.deployment.save(self.deployment_path)
-        self.passphrase = work / "passphrase"
-        self.passphrase.write_text(PASSPHRASE + "\n")
-        self.client = Account.create()
-        fund(
-            web3,
-            self.deployment,
-            deployer,
-            [a.address for a in accounts[1:]],
-            tokens=10_000 * TOKEN_UNIT,
-        )
-        fund(
-            web3,
-            self.deployment,
-            deployer,
-            [self.client.address],
-            eth=10**20,
-            tokens=100_000 * TOKEN_UNIT,
-        )
-        self.provers: list[subprocess.Popen[str]] = []
-        homes = [work / f"prover{i}" for i in range(providers)]
-
-        def init(i: int) -> None:
-            sh(
-                str(BIN / "prover"),
-                "--home",
-                str(homes[i]),
-                "init",
-                "--deployment",
-                str(self.deployment_path),
-                "--listen",
-                "127.0.0.1:0",
-                "--api",
-                "127.0.0.1:0",
-                "--import-key",
-                accounts[i + 1].key.hex(),
-                "--passphrase-file",
-                str(self.passphrase),
-                "--stake",
-                "1000",
-                "--capacity",
-                "5 GiB",
-                "--price",
-                f"0.00{i + 1}",
-                "--collateral",
-                "0.01",
+        self.net = Network(work, params, block_time=block_time or None)
+        try:
+            self.provers = self.net.start_provers(
+                [f"0.00{i + 1}" for i in range(providers)],
+                capacity="5 GiB",
+                config={} if scrub else {"storage.scrub_rate": 0},
             )
-
-        with ThreadPoolExecutor(providers) as pool:
-            list(pool.map(init, range(providers)))
-        if not scrub:
-            for home in homes:
-                config = home / "config.toml"
-                text = re.sub(r"(?m)^scrub_rate = .*$", "scrub_rate = 0", config.read_text())
-                config.write_text(text)
-        for i, home in enumerate(homes):
-            proc = subprocess.Popen(
-                [
-                    str(BIN / "prover"),
-                    "--home",
-                    str(home),
-                    "run",
-                    "--passphrase-file",
-                    str(self.passphrase),
-                ],
-                stdout=subprocess.PIPE,
-                stderr=(work / f"prover{i}.log").open("w"),
-                stdin=subprocess.DEVNULL,
-                text=True,
-            )
-            self.provers.append(proc)
-        for proc in self.provers:
-            assert proc.stdout is not None
-            while '"ready"' not in (line := proc.stdout.readline()):
-                if not line:
-                    raise SystemExit("a prover exited; see its log in the work directory")
-        self.home = work / "market"
+            self.client = self.net.client(tokens=100_000 * TOKEN_UNIT, eth=10**20)
+            self.net.wait_asks(self.client, providers, timeout=120)
+        except BaseException:
+            self.net.close()
+            raise
         self.env = dict(os.environ, DEPOT_PASSPHRASE=PASSPHRASE)
-        sh(
-            str(BIN / "market"),
-            "--home",
-            str(self.home),
-            "init",
-            "--deployment",
-            str(self.deployment_path),
-            "--import-key",
-            self.client.key.hex(),
-            "--exempt-loopback",
-            env=self.env,
-        )
-        deadline = time.monotonic() + 120
-        while True:
-            doc = self.market("providers", "--size", str(MIB))
-            if sum(p["eligible"] for p in doc["providers"]) >= providers:
-                break
-            if time.monotonic() > deadline:
-                raise SystemExit(f"providers not ready: {doc}")
-            time.sleep(1)
-
-    def market(self, *args: str) -> Any:
-        return json.loads(
-            sh(str(BIN / "market"), "--home", str(self.home), *args, "--json", env=self.env).stdout
-        )
 
     def timed(self, *args: str) -> tuple[Any, float, float, float]:
         """
@@ -237,7 +124,7 @@ class Devnet:
         provers = self.provers_cpu()
         started = time.perf_counter()
         proc = subprocess.Popen(
-            [str(BIN / "market"), "--home", str(self.home), *args, "--json"],
+            [str(BIN / "market"), "--home", str(self.client.home), *args, "--json"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -257,17 +144,10 @@ class Devnet:
         return json.loads(out), wall, sum(seen.values()), self.provers_cpu() - provers
 
     def provers_cpu(self) -> float:
-        return sum(process_cpu(p.pid) or 0.0 for p in self.provers)
+        return sum(process_cpu(p.process.pid) or 0.0 for p in self.provers if p.process)
 
     def close(self) -> None:
-        for proc in self.provers:
-            proc.terminate()
-        for proc in self.provers:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        self.anvil.stop()
+        self.net.close()
 
 
 def run_mode(
