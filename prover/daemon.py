@@ -266,12 +266,14 @@ class ProverNode:
             return
         last_head = -1
         delay = self.config.chain.retry_initial
-        was_down = False
+        # Any failed call since the last identity check, here or in a retry loop elsewhere
+        # (the follower's, the rounds'), may have been a restart: identify the chain again.
+        checked_failures = chain.failures
         while True:
             try:
-                if was_down:
+                if chain.failures != checked_failures:
+                    checked_failures = chain.failures
                     await self._check_identity(chain)
-                    was_down = False
                 head = await chain.read_head()
                 ctx.metrics.chain_head.set(head)
                 if head < last_head:
@@ -281,6 +283,8 @@ class ProverNode:
                     last_head = head
                 if head != last_head and ctx.chain_reset is None:
                     await self.follower.catch_up(head)
+                    if chain.failures != checked_failures:
+                        continue  # the endpoint failed meanwhile: identify it before acting
                     if self.follower.mirror_stale:
                         await self.rounds.resync_mirror(head)
                     await self.rounds.tick(head)
@@ -292,7 +296,6 @@ class ProverNode:
             except ChainUnavailable:
                 ctx.metrics.chain_up.set(0)
                 ctx.metrics.chain_errors.inc()
-                was_down = True
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.config.chain.retry_max)
             except Exception:
