@@ -126,8 +126,8 @@ class Daemon:
 
 @dataclass
 class Prover(Daemon):
-    index: int = 0
     price: str = "0.001"
+    """Its ask: tokens per GiB per period."""
 
     def piece_files(self) -> list[Path]:
         """The piece files in this prover's blob store (``<home>/blobs``)."""
@@ -218,9 +218,6 @@ class Network:
                 raise TimeoutError(f"{what}: not within {timeout:.0f} s")
             time.sleep(0.2)
 
-    def token_balance(self, address: str) -> int:
-        return self.ledger().balance_of(address)
-
     # ------------------------------------------------------------------ provers
 
     def start_provers(
@@ -243,7 +240,6 @@ class Network:
                     self.root / f"prover{index}",
                     next(self._accounts),
                     self.root / f"prover{index}.log",
-                    index=index,
                     price=price,
                 )
             )

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts.deployment import TOKEN_UNIT
-from market.localnet import PARAMS, Auditor, Network, Prover
+from market.localnet import PARAMS, Auditor, Client, Network, Prover
 
 MIB = 1 << 20
 DEMO_PARAMS = replace(PARAMS, period_blocks=10, challenges=46)
@@ -99,22 +99,22 @@ def wait_reported(net: Network, auditor: Auditor, address: str, what: str, count
     net.wait_for(done, what, timeout=180)
 
 
-def repair(net: Network, client: Any, file_id: str, share: int) -> dict[str, Any]:
+def repair(net: Network, client: Client, file_id: str, share: int) -> None:
+    """``market repair ID``: ``share`` must be rebuilt and placed, and the file healthy."""
     started = time.monotonic()
     doc = net.market_json(client, "repair", file_id)
     (outcome,) = doc["files"]
     if share not in outcome["repaired"]:
         raise RuntimeError(f"repair did not rebuild share {share}: {outcome}")
-    new = outcome["deals"][0]["provider"]
+    new = net.prover_of(outcome["deals"][0]["provider"])
     say(
         f"market repair: share {share} rebuilt from the survivors and placed with "
-        f"{new[:10]} in {time.monotonic() - started:.1f} s"
+        f"{new.name} in {time.monotonic() - started:.1f} s"
     )
     status = net.market_json(client, "status", file_id)
     say(f"  file health: {status['health']['state']} ({status['health']['alive']}/3 shares)")
     if status["health"]["state"] != "healthy":
         raise RuntimeError(f"not healthy after repair: {status['health']}")
-    return doc
 
 
 def run(root: Path, size: int) -> None:
