@@ -451,6 +451,8 @@ def set_config(home: Path, values: dict[str, Any]) -> None:
 
 def _with_key(lines: list[str], section: str, key: str, value: str) -> list[str]:
     """``lines`` with ``key = value`` set in ``[section]`` (replaced, or added first)."""
+    if f"[{section}]" not in lines:
+        raise ValueError(f"config.toml has no [{section}] section")
     header = lines.index(f"[{section}]")
     end = next((i for i in range(header + 1, len(lines)) if lines[i].startswith("[")), len(lines))
     for i in range(header + 1, end):
