@@ -34,6 +34,6 @@ def test_set_config_edits_a_prover_home_too(tmp_path: Path) -> None:
 def test_set_config_refuses_an_unknown_section(tmp_path: Path) -> None:
     (tmp_path / "config.toml").write_text(render_config())
     before = (tmp_path / "config.toml").read_text()
-    with pytest.raises(ValueError, match="no \[nosuch\] section"):
+    with pytest.raises(ValueError, match=r"no \[nosuch\] section"):
         set_config(tmp_path, {"nosuch.key": 1})
     assert (tmp_path / "config.toml").read_text() == before
