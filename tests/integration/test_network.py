@@ -80,7 +80,7 @@ def test_a_prover_killed_in_the_middle_of_a_period_misses_no_proof(
     start = deal["start_period"]
     network.wait_for(lambda: ledger.is_proven(prover.address, start), "the first proof")
 
-    # SIGKILL halfway through a period whose proof is in, and start the daemon again at once.
+    # SIGKILL halfway through a period, and start the daemon again at once.
     schedule = network.deployment.schedule
     period = network.period()
     network.wait_for(
