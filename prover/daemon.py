@@ -97,6 +97,8 @@ class ProverNode:
         self._db: Database | None = None
         self._store: BlobStore | None = None
         self._tasks: list[asyncio.Task[Any]] = []
+        self._identified_at = 0
+        """``Chain.failures`` at the last identity check."""
         self._server: _EmbeddedServer | None = None
         self._server_task: asyncio.Task[Any] | None = None
         self.api_url: str | None = None
@@ -251,6 +253,11 @@ class ProverNode:
         try:
             chain = await self._connect()
             await self._check_identity(chain)
+            self._identified_at = chain.failures
+            # From here on, also while the start-up below retries: a restart is noticed.
+            self._tasks.append(
+                asyncio.create_task(self._watch_identity(chain), name="prover chain identity")
+            )
             await self._register(chain)
             head = await chain.retry(chain.ledger.current_block)
             chain.head = head
@@ -266,14 +273,9 @@ class ProverNode:
             return
         last_head = -1
         delay = self.config.chain.retry_initial
-        # Any failed call since the last identity check, here or in a retry loop elsewhere
-        # (the follower's, the rounds'), may have been a restart: identify the chain again.
-        checked_failures = chain.failures
         while True:
             try:
-                if chain.failures != checked_failures:
-                    checked_failures = chain.failures
-                    await self._check_identity(chain)
+                await self._reidentify(chain)
                 head = await chain.read_head()
                 ctx.metrics.chain_head.set(head)
                 if head < last_head:
@@ -283,7 +285,7 @@ class ProverNode:
                     last_head = head
                 if head != last_head and ctx.chain_reset is None:
                     await self.follower.catch_up(head)
-                    if chain.failures != checked_failures:
+                    if chain.failures != self._identified_at:
                         continue  # the endpoint failed meanwhile: identify it before acting
                     if self.follower.mirror_stale:
                         await self.rounds.resync_mirror(head)
@@ -302,6 +304,30 @@ class ProverNode:
                 log.exception("chain loop error; retrying")
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.config.chain.retry_max)
+
+    async def _reidentify(self, chain: Chain) -> None:
+        """
+        Check the chain's identity again if any call failed since the last check, here or in
+        another task's retries: the failure may have been a restart (a devnet back empty).
+        """
+        if chain.failures != self._identified_at:
+            self._identified_at = chain.failures
+            await self._check_identity(chain)
+
+    async def _watch_identity(self, chain: Chain) -> None:
+        """
+        Probe the endpoint on its own, so that an outage and a restart are noticed even
+        while the chain loop waits on a transaction or a long call.
+        """
+        while True:
+            try:
+                with contextlib.suppress(ChainUnavailable):
+                    await chain.read_head()
+                if chain.up:
+                    await self._reidentify(chain)
+            except Exception:
+                log.exception("chain identity check failed; retrying")
+            await asyncio.sleep(self.config.chain.poll_interval)
 
     async def _watch_loop_lag(self) -> None:
         """Measure how late the event loop wakes up: a blocked loop delays proofs."""
