@@ -6,13 +6,18 @@ two ``auditor run`` daemons and a market client, all real processes on 127.0.0.1
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from market.localnet import Auditor, Client, Network
+from market.localnet import PARAMS, Auditor, Client, Network
 
 PROVERS = 4
+LONGER_PERIODS = replace(PARAMS, period_blocks=16)
+"""8-second periods: a missed period may be reported only during the next one, and the
+auditors (2 confirmations, 1 s polls) must see the miss and land a report within it even on
+a busy CI machine; 4-second windows were missed there."""
 COLLATERAL = "1000"
 """Tokens per GiB: a 2 MiB piece locks ~2 tokens, so each missed period is worth a bounty."""
 SCRUB_OFF = {"storage.scrub_rate": 0}
@@ -24,7 +29,7 @@ the loss itself, before any miss; tests/prover/test_losses.py)."""
 @pytest.fixture(scope="module")
 def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
     root: Path = tmp_path_factory.mktemp("network")
-    with Network(root) as net:
+    with Network(root, LONGER_PERIODS) as net:
         net.start_provers(["0.001"] * PROVERS, collateral=COLLATERAL, config=SCRUB_OFF)
         yield net
 

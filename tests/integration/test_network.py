@@ -133,7 +133,11 @@ def test_wiped_data_is_slashed_and_one_of_two_racing_auditors_earns_the_bounty(
             if isinstance(e, FaultReported) and e.provider == victim.address
         ]
 
-    fault = network.wait_for(reported, "a fault report", timeout=90)[0]
+    try:
+        fault = network.wait_for(reported, "a fault report", timeout=90)[0]
+    except TimeoutError as exc:
+        claims = [c for a in auditors for c in a.get("/api/claims")]
+        raise AssertionError(f"{exc}; the auditors' claims: {claims}") from exc
     # The wipe's period (if its proof was not in yet) or the next goes unproven, and is
     # reported during the period after it, the first in which a report is allowed; one more
     # period allows for 2**-8 bad luck.
