@@ -17,9 +17,11 @@ PROVERS = 4
 LONGER_PERIODS = replace(PARAMS, period_blocks=16)
 """8-second periods: a missed period may be reported only during the next one, and the
 auditors (2 confirmations, 1 s polls) must see the miss and land a report within it even on
-a busy CI machine; 4-second windows were missed there."""
-COLLATERAL = "1000"
-"""Tokens per GiB: a 2 MiB piece locks ~2 tokens, so each missed period is worth a bounty."""
+a busy CI machine, where 4-second windows are tight."""
+COLLATERAL = "20000"
+"""Tokens per GiB: a 2 MiB piece locks ~39 tokens, so that a missed period's bounty is worth
+many times the gas of reporting it (the auditors skip unprofitable reports: at 1,000 tokens
+per GiB a busy machine's base fee made them so)."""
 SCRUB_OFF = {"storage.scrub_rate": 0}
 """Existence checks only: lost bytes are found by a challenge, as at the scale of real disks
 (with re-hashing on, a daemon finds wiped bytes of a small piece within seconds and declares
