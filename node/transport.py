@@ -942,7 +942,15 @@ class Host:
         if peer_id is not None:
             pending = self._dialing.get(peer_id)
             if pending is not None:
-                return await asyncio.shield(pending)
+                try:
+                    return await asyncio.shield(pending)
+                except asyncio.CancelledError:
+                    task = asyncio.current_task()
+                    if not pending.cancelled() or (task is not None and task.cancelling()):
+                        raise  # we are being cancelled ourselves
+                    # The dial we joined was given up by its owner (its own timeout or
+                    # cancellation), not by us: dial again under our own deadline.
+                    return await self._dial(peer_id, addrs)
             future: asyncio.Future[_Connection] = self.loop.create_future()
             self._dialing[peer_id] = future
             try:

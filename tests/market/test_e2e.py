@@ -169,8 +169,18 @@ def test_an_interrupted_put_resumes_and_leaves_no_live_nonce(
     first = subprocess.Popen(
         args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
+    paused = None
     try:
         deadline = time.monotonic() + 120
+        # One chosen provider paused as soon as the proposals are out: the put cannot finish
+        # before it is cut (on a busy machine it otherwise could, between two polls).
+        while paused is None:
+            assert time.monotonic() < deadline and first.poll() is None, first.communicate()
+            rows = [p for p in placements(client) if p.state is not State.ACTIVE]
+            if len(placements(client)) == 3 and rows:
+                paused = cluster.prover_of(rows[-1].provider)
+                paused.signal(signal.SIGSTOP)
+            time.sleep(0.02)
         while not any(p.state is State.ACTIVE for p in placements(client)):
             assert time.monotonic() < deadline and first.poll() is None, first.communicate()
             time.sleep(0.02)
@@ -179,6 +189,8 @@ def test_an_interrupted_put_resumes_and_leaves_no_live_nonce(
     finally:
         if first.poll() is None:
             first.kill()
+        if paused is not None:
+            paused.signal(signal.SIGCONT)
     before = placements(client)
     file_id = before[0].file_id
     again = subprocess.run(args, capture_output=True, text=True, env=env, timeout=180, check=False)

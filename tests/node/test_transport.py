@@ -743,3 +743,29 @@ def test_concurrent_dials_to_one_peer_share_one_connection():
             await server.close()
 
     run(main())
+
+
+def test_a_dial_given_up_by_its_owner_does_not_cancel_the_callers_that_joined_it():
+    """The owner of a shared dial times out first; the caller that joined it keeps its own
+    deadline and gets a typed error, never a CancelledError it did not ask for."""
+
+    async def main():
+        silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)  # never answers
+        addr = silent.sockets[0].getsockname()[:2]
+        client = Host(NodeKey.generate(), FAST)
+        peer = NodeKey.generate().node_id
+        try:
+            owner = asyncio.ensure_future(
+                asyncio.wait_for(client.open_stream(peer, [addr], "/echo"), 0.2)
+            )
+            await asyncio.sleep(0.05)
+            joined = asyncio.ensure_future(client.open_stream(peer, [addr], "/echo"))
+            with pytest.raises(TimeoutError):
+                await owner
+            with pytest.raises(errors.RemoteError):
+                await joined
+        finally:
+            await client.close()
+            silent.close()
+
+    run(main())
