@@ -285,8 +285,6 @@ class ProverNode:
                     last_head = head
                 if head != last_head and ctx.chain_reset is None:
                     await self.follower.catch_up(head)
-                    if chain.failures != self._identified_at:
-                        continue  # the endpoint failed meanwhile: identify it before acting
                     if self.follower.mirror_stale:
                         await self.rounds.resync_mirror(head)
                     await self.rounds.tick(head)
