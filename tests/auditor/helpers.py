@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
+from sqlalchemy import Engine
 from web3 import Web3
 
 from contracts.chain import LedgerClient, Receipt, connect, new_nonce
@@ -19,6 +20,8 @@ from contracts.deployment import Deployment, MarketParams
 from contracts.devnet import Anvil, deploy, dev_accounts, fund, start_anvil
 from contracts.spec import commitment
 from contracts.spec.deal import DealProposal
+from market.auditor.indexer import Indexer, IndexerConfig
+from market.auditor.rpc import RpcClient, RpcConfig
 
 TOKEN = 10**18
 PARAMS = MarketParams(
@@ -188,3 +191,17 @@ def send_raw_proof(
     tx_hash = chain.web3.eth.send_raw_transaction(signed.raw_transaction)
     receipt = chain.web3.eth.wait_for_transaction_receipt(tx_hash)
     return "0x" + bytes(receipt["transactionHash"]).hex()
+
+
+FAST_RPC = RpcConfig(attempts=2, backoff=0.0)
+
+
+def make_indexer(chain: Chain, engine: Engine, url: str | None = None, **config: Any) -> Indexer:
+    config.setdefault("confirmations", 0)
+    return Indexer(
+        engine,
+        RpcClient(url or chain.url, FAST_RPC, sleep=lambda _: None),
+        chain.deployment,
+        chain.ledger().market.abi,
+        IndexerConfig(**config),
+    )

@@ -10,8 +10,8 @@ from sqlalchemy import Engine
 
 from market.auditor.api import ApiState, create_app
 from node.metrics import Registry
-from tests.auditor.helpers import Chain
-from tests.auditor.test_indexer import make_indexer, proving_history
+from tests.auditor.helpers import Chain, make_indexer
+from tests.auditor.test_indexer import proving_history
 
 
 class SyncClient:

@@ -11,22 +11,14 @@ from sqlalchemy import Engine, select
 
 from market.auditor import db
 from market.auditor.bounty import BountyConfig, BountyHunter, Claim
-from market.auditor.indexer import Indexer, IndexerConfig
-from market.auditor.rpc import RpcClient
-from tests.auditor.helpers import TOKEN, Chain, Prover, client_ledger
+from tests.auditor.helpers import TOKEN, Chain, Prover, client_ledger, make_indexer
 
 COLLATERAL = 100 * TOKEN
 BOUNTY = COLLATERAL * 1_000 // 10_000 * 5_000 // 10_000  # PARAMS: 10% slash, 50% to reporter
 
 
 def hunter(chain: Chain, engine: Engine, account_index: int) -> BountyHunter:
-    indexer = Indexer(
-        engine,
-        RpcClient(chain.url),
-        chain.deployment,
-        chain.ledger().market.abi,
-        IndexerConfig(confirmations=0),
-    )
+    indexer = make_indexer(chain, engine)
     return BountyHunter(
         engine, chain.ledger(chain.accounts[account_index]), indexer, BountyConfig()
     )

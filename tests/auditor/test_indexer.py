@@ -17,22 +17,9 @@ from sqlalchemy import Engine, func, select
 from contracts.events import ProofSubmitted
 from market.auditor import db
 from market.auditor.errors import LocalError, RemoteError
-from market.auditor.indexer import Indexer, IndexerConfig
-from market.auditor.rpc import RpcClient, RpcConfig
-from tests.auditor.helpers import Chain, Prover, client_ledger, send_raw_proof
-
-FAST_RPC = RpcConfig(attempts=2, backoff=0.0)
-
-
-def make_indexer(chain: Chain, engine: Engine, url: str | None = None, **config: Any) -> Indexer:
-    config.setdefault("confirmations", 0)
-    return Indexer(
-        engine,
-        RpcClient(url or chain.url, FAST_RPC, sleep=lambda _: None),
-        chain.deployment,
-        chain.ledger().market.abi,
-        IndexerConfig(**config),
-    )
+from market.auditor.indexer import Indexer
+from market.auditor.rpc import RpcClient
+from tests.auditor.helpers import Chain, Prover, client_ledger, make_indexer, send_raw_proof
 
 
 def rows(engine: Engine, table: Any) -> list[Any]:

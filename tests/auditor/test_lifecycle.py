@@ -10,7 +10,7 @@ from market.auditor import db
 from market.auditor.bounty import BountyConfig, BountyHunter
 from market.auditor.indexer import Indexer, IndexerConfig
 from market.auditor.rpc import RpcClient
-from tests.auditor.helpers import PARAMS, Chain, Prover, client_ledger
+from tests.auditor.helpers import PARAMS, Chain, Prover, client_ledger, make_indexer
 
 
 def test_proofs_stay_verified_across_retirement_termination_and_a_new_epoch(
@@ -21,13 +21,7 @@ def test_proofs_stay_verified_across_retirement_termination_and_a_new_epoch(
     prover.register()
     short = prover.take_deal(client, size=3000, periods=2)
     prover.take_deal(client, size=9000, periods=30)
-    indexer = Indexer(
-        engine,
-        RpcClient(chain.url),
-        chain.deployment,
-        chain.ledger().market.abi,
-        IndexerConfig(confirmations=0),
-    )
+    indexer = make_indexer(chain, engine)
     hunter = BountyHunter(engine, chain.ledger(chain.accounts[6]), indexer, BountyConfig())
 
     first = chain.period() + 1

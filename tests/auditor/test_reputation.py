@@ -9,11 +9,9 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from market.auditor.bounty import BountyConfig, BountyHunter
-from market.auditor.indexer import Indexer, IndexerConfig
 from market.auditor.report import render_html, write_report
 from market.auditor.reputation import SCHEMA, build_reputation
-from market.auditor.rpc import RpcClient
-from tests.auditor.helpers import TOKEN, Chain, Prover, client_ledger
+from tests.auditor.helpers import TOKEN, Chain, Prover, client_ledger, make_indexer
 
 
 def test_reputation_matches_the_chain(chain: Chain, engine: Engine, tmp_path: Path) -> None:
@@ -30,13 +28,7 @@ def test_reputation_matches_the_chain(chain: Chain, engine: Engine, tmp_path: Pa
     honest.prove()
     chain.to_window(first + 1)  # prover misses first + 1
     honest.prove()
-    indexer = Indexer(
-        engine,
-        RpcClient(chain.url),
-        chain.deployment,
-        chain.ledger().market.abi,
-        IndexerConfig(confirmations=0),
-    )
+    indexer = make_indexer(chain, engine)
     hunter = BountyHunter(engine, chain.ledger(chain.accounts[6]), indexer, BountyConfig())
     chain.to_window(first + 2)
     honest.prove()

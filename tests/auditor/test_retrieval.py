@@ -9,15 +9,13 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 
 from market.auditor import db
-from market.auditor.indexer import Indexer, IndexerConfig
 from market.auditor.retrieval import AddressBook, RetrievalChecker, RetrievalConfig, parse_endpoint
-from market.auditor.rpc import RpcClient
 from node.identity import NodeKey
 from node.swarm.service import Swarm
 from node.swarm.store import FilePieceStore
 from node.swarm.verify import CHUNK_SIZE
 from node.transport import Host
-from tests.auditor.helpers import Chain, Piece, Prover, client_ledger
+from tests.auditor.helpers import Chain, Piece, Prover, client_ledger, make_indexer
 
 
 def test_endpoints_parse() -> None:
@@ -53,13 +51,7 @@ def test_a_provider_that_proves_but_refuses_to_serve_shows_up(
         for p in provers:
             p.prove()  # both prove on chain
 
-        indexer = Indexer(
-            engine,
-            RpcClient(chain.url),
-            chain.deployment,
-            chain.ledger().market.abi,
-            IndexerConfig(confirmations=0),
-        )
+        indexer = make_indexer(chain, engine)
         indexer.run_until(chain.head)
         auditor = Host(NodeKey.generate())
         checker = RetrievalChecker(
