@@ -47,6 +47,20 @@ def cli(capsys: Any, *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+def init(capsys: Any, tmp_path: Path, home: Path) -> int:
+    """``prover --home HOME init`` with the test deployment and passphrase; the exit code."""
+    return cli(
+        capsys,
+        "--home",
+        str(home),
+        "init",
+        "--deployment",
+        str(deployment_file(tmp_path)),
+        "--passphrase-file",
+        str(passphrase_file(tmp_path)),
+    )[0]
+
+
 def test_init_creates_a_home_once(tmp_path: Path, capsys: Any) -> None:
     home = tmp_path / "home"
     common = ["--home", str(home), "--json", "init", "--deployment", str(deployment_file(tmp_path))]
@@ -126,19 +140,7 @@ def test_run_refuses_a_missing_home_and_a_wrong_passphrase(tmp_path: Path, capsy
     code, _, err = cli(capsys, "--home", str(tmp_path / "nothing"), "run")
     assert code == EXIT_CONFIG and "prover init" in err
     home = tmp_path / "home"
-    assert (
-        cli(
-            capsys,
-            "--home",
-            str(home),
-            "init",
-            "--deployment",
-            str(deployment_file(tmp_path)),
-            "--passphrase-file",
-            str(passphrase_file(tmp_path)),
-        )[0]
-        == 0
-    )
+    assert init(capsys, tmp_path, home) == 0
     wrong = tmp_path / "wrong"
     wrong.write_text("not it\n")
     code, _, err = cli(capsys, "--home", str(home), "run", "--passphrase-file", str(wrong))
@@ -147,16 +149,7 @@ def test_run_refuses_a_missing_home_and_a_wrong_passphrase(tmp_path: Path, capsy
 
 def test_views_read_the_database_when_no_daemon_runs(tmp_path: Path, capsys: Any) -> None:
     home = tmp_path / "home"
-    cli(
-        capsys,
-        "--home",
-        str(home),
-        "init",
-        "--deployment",
-        str(deployment_file(tmp_path)),
-        "--passphrase-file",
-        str(passphrase_file(tmp_path)),
-    )
+    init(capsys, tmp_path, home)
     db = Database.open(f"sqlite:///{home / 'prover.db'}")
     local = db.add_proposal(
         client="0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
